@@ -1,0 +1,183 @@
+"""Paths: plain, `file:` URIs, and Hadoop URIs (`hdfs://...`) through Spark's Hadoop client.
+
+Hadoop paths need an active SparkContext (py4j into the JVM's FileSystem); pyspark is
+imported lazily so the engine runs without it.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+from urllib.parse import urlparse
+
+from ..errors import CosError
+
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+
+
+def scheme(uri):
+    uri = str(uri)
+    m = _SCHEME.match(uri)
+    return m.group(1).lower() if m else ""
+
+
+def is_local(uri):
+    return scheme(uri) in ("", "file")
+
+
+def is_hadoop(uri):
+    return not is_local(uri)
+
+
+def local_path(uri):
+    """`file:/a`, `file:///a`, `file:a` or a plain path → a local filesystem path."""
+    uri = str(uri)
+    if scheme(uri) != "file":
+        if scheme(uri):
+            raise CosError(f"{uri}: not a local path")
+        return uri
+    rest = uri[len("file:"):]
+    if rest.startswith("//"):
+        parsed = urlparse(uri)
+        return parsed.path or "/"
+    return rest
+
+
+def absolute(uri):
+    """Make a relative local path absolute (relative to the CWD), keeping its `file:` form."""
+    if not is_local(uri):
+        return str(uri)
+    path = os.path.abspath(local_path(uri))
+    return "file:" + path if scheme(uri) == "file" else path
+
+
+# ---- local and Hadoop IO ------------------------------------------------------
+
+def read_bytes(uri):
+    if is_local(uri):
+        with open(local_path(uri), "rb") as f:
+            return f.read()
+    fs, path = _hadoop(uri)
+    stream = fs.open(path)
+    try:
+        return _read_stream(stream)
+    finally:
+        stream.close()
+
+
+def read_text(uri):
+    return read_bytes(uri).decode("utf-8")
+
+
+def exists(uri):
+    if is_local(uri):
+        return os.path.exists(local_path(uri))
+    fs, path = _hadoop(uri)
+    return bool(fs.exists(path))
+
+
+def makedirs(uri):
+    if is_local(uri):
+        os.makedirs(local_path(uri), exist_ok=True)
+    else:
+        fs, path = _hadoop(uri)
+        fs.mkdirs(path)
+
+
+def write_bytes_atomic(uri, data):
+    """Write a whole file so that readers see the old file or the new one, never a half."""
+    if is_local(uri):
+        _write_local_atomic(local_path(uri), data)
+    else:
+        _write_hadoop_atomic(uri, data)
+
+
+def _write_local_atomic(path, data):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_hadoop_atomic(uri, data):
+    fs, path = _hadoop(uri)
+    jvm = _jvm()
+    tmp = jvm.org.apache.hadoop.fs.Path(str(uri) + "._COPYING_")
+    out = fs.create(tmp, True)
+    try:
+        _write_stream(out, data)
+    finally:
+        out.close()
+    if fs.exists(path):
+        fs.delete(path, False)
+    if not fs.rename(tmp, path):
+        raise CosError(f"{uri}: could not rename the temporary file into place")
+
+
+def copy_to_local(uri, local_dir):
+    """Copy a file or directory (recursively) from any supported URI into `local_dir`."""
+    os.makedirs(local_dir, exist_ok=True)
+    name = os.path.basename(str(uri).rstrip("/"))
+    dest = os.path.join(local_dir, name)
+    if is_local(uri):
+        src = local_path(uri)
+        if os.path.isdir(src):
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, dest)
+        return dest
+    fs, path = _hadoop(uri)
+    jvm = _jvm()
+    fs.copyToLocalFile(False, path, jvm.org.apache.hadoop.fs.Path("file://" + os.path.abspath(dest)),
+                       True)
+    return dest
+
+
+# ---- Hadoop plumbing (py4j) -----------------------------------------------------
+
+def _spark_context():
+    try:
+        from pyspark import SparkContext
+    except ImportError:
+        SparkContext = None
+    sc = SparkContext._active_spark_context if SparkContext else None
+    return sc
+
+
+def _jvm():
+    sc = _spark_context()
+    if sc is None:
+        raise CosError("Hadoop paths (hdfs://...) need a running Spark session; "
+                       "start one or use a file: path")
+    return sc._jvm
+
+
+def _hadoop(uri):
+    sc = _spark_context()
+    if sc is None:
+        raise CosError(f"{uri}: reading Hadoop paths needs a running Spark session "
+                       "(SparkContext); start one or use a file: path")
+    jvm = sc._jvm
+    path = jvm.org.apache.hadoop.fs.Path(str(uri))
+    fs = path.getFileSystem(sc._jsc.hadoopConfiguration())
+    return fs, path
+
+
+def _read_stream(stream):
+    jvm = _jvm()
+    buf = jvm.java.io.ByteArrayOutputStream()
+    jvm.org.apache.hadoop.io.IOUtils.copyBytes(stream, buf, 1 << 16, False)
+    return bytes(buf.toByteArray())
+
+
+def _write_stream(out, data):
+    out.write(bytearray(data))
