@@ -11,17 +11,17 @@ from . import caffe_pb2
 def decode_image(data, color=None, where="image"):
     """Decode JPEG/PNG bytes to an H×W×C uint8 array in OpenCV's BGR order.
 
-    color=None keeps the file's channels (gray → 1, colour → 3), True forces 3-channel BGR,
-    False forces 1-channel gray (OpenCV's IMREAD_COLOR / IMREAD_GRAYSCALE).
+    color=None keeps the file's channels like cv::imdecode(-1) (gray → 1, colour → 3 BGR,
+    with alpha → 4 BGRA), True forces 3-channel BGR, False forces 1-channel gray.
     """
-    rgb = _decode_jpeg_fast(data, color)
-    if rgb is None:
-        rgb = _decode_pillow(data, color, where)
-    if rgb.ndim == 2:
-        rgb = rgb[:, :, None]
-    if rgb.shape[2] == 3:
-        return np.ascontiguousarray(rgb[:, :, ::-1])
-    return np.ascontiguousarray(rgb)
+    pixels = _decode_jpeg_fast(data, color)
+    if pixels is None:
+        pixels = _decode_pillow(data, color, where)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.shape[2] in (3, 4):
+        pixels = np.concatenate([pixels[:, :, 2::-1], pixels[:, :, 3:]], axis=2)
+    return np.ascontiguousarray(pixels)
 
 
 def _decode_jpeg_fast(data, color):
@@ -49,27 +49,42 @@ def _decode_pillow(data, color, where):
         img = Image.open(io.BytesIO(data))
         img.load()
     except Exception as err:  # Pillow raises several types for bad data
-        raise DataError(f"{where}: cannot decode image ({err})") from None
+        reason = _first_line(err)
+        if "cannot identify image file" in reason:
+            reason = "not a JPEG or PNG image"
+        raise DataError(f"{where}: cannot decode image ({reason})") from None
+    img = img.convert(_target_mode(img, color))
+    return np.asarray(img)
+
+
+def _target_mode(img, color):
+    """The Pillow mode OpenCV's imdecode would give: L (gray), RGB or RGBA."""
     if color is False:
-        img = img.convert("L")
-    elif color is True or img.mode not in ("L", "I;16", "I"):
-        img = img.convert("RGB")
-    arr = np.asarray(img)
-    if arr.dtype != np.uint8:
-        arr = (arr >> 8).astype(np.uint8) if arr.dtype == np.uint16 else arr.astype(np.uint8)
-    return arr
+        return "L"
+    if color is True:
+        return "RGB"
+    if img.mode in ("1", "L", "I", "I;16", "I;16B", "F"):
+        return "L"
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        return "RGBA"
+    return "RGB"
+
+
+def _first_line(err):
+    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def encode_image(bgr, fmt="png"):
-    """Encode an H×W×C (BGR or gray) uint8 array as PNG or JPEG bytes."""
+    """Encode an H×W×C (BGR, BGRA or gray) uint8 array as PNG or JPEG bytes."""
     from PIL import Image
     arr = np.asarray(bgr, dtype=np.uint8)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 3:
-        arr = arr[:, :, ::-1]
+        arr = np.concatenate([arr[:, :, 2::-1], arr[:, :, 3:]], axis=2)
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="JPEG" if fmt in ("jpg", "jpeg") else "PNG")
+    kind = "JPEG" if fmt.lower() in ("jpg", "jpeg") else "PNG"
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format=kind)
     return buf.getvalue()
 
 
@@ -83,7 +98,7 @@ def datum_to_array(datum, color=None, where="datum"):
         if arr.size != int(np.prod(shape)):
             raise DataError(f"{where}: has {arr.size} bytes but channels×height×width = "
                             f"{shape[0]}×{shape[1]}×{shape[2]}")
-        return arr.reshape(shape)
+        return arr.reshape(shape).copy()  # writable, like pycaffe's
     values = np.array(datum.float_data, dtype=np.float64)
     if values.size != int(np.prod(shape)):
         raise DataError(f"{where}: has {values.size} float values but channels×height×width = "
@@ -107,13 +122,23 @@ def array_to_datum(arr, label=None):
     return datum
 
 
-def encoded_datum(image_bytes, label=None):
-    datum = caffe_pb2.Datum()
-    datum.data = image_bytes
-    datum.encoded = True
+def encode_datum(image, label=None, fmt="png"):
+    """An encoded Datum from image file bytes, or from an H×W×C BGR array (encoded as `fmt`)."""
+    data = image if isinstance(image, (bytes, bytearray)) else encode_image(image, fmt)
+    datum = caffe_pb2.Datum(data=bytes(data), encoded=True)
     if label is not None:
         datum.label = int(label)
     return datum
+
+
+encoded_datum = encode_datum
+
+
+def color_flag(force_color=False, force_gray=False, where="transform_param"):
+    """TransformationParameter's force_color/force_gray as decode_image's `color` argument."""
+    if force_color and force_gray:
+        raise DataError(f"{where}: force_color and force_gray cannot both be set")
+    return True if force_color else (False if force_gray else None)
 
 
 def parse_datum(value, where="datum"):

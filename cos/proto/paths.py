@@ -4,6 +4,7 @@ Hadoop paths need an active SparkContext (py4j into the JVM's FileSystem); pyspa
 imported lazily so the engine runs without it.
 """
 
+import io
 import os
 import re
 import shutil
@@ -27,6 +28,11 @@ def is_local(uri):
 
 def is_hadoop(uri):
     return not is_local(uri)
+
+
+def is_hdfs(uri):
+    """True for URIs that go through Hadoop (`hdfs://`, `s3a://`, ...), not the local disk."""
+    return is_hadoop(uri)
 
 
 def local_path(uri):
@@ -57,12 +63,14 @@ def read_bytes(uri):
     if is_local(uri):
         with open(local_path(uri), "rb") as f:
             return f.read()
-    fs, path = _hadoop(uri)
-    stream = fs.open(path)
-    try:
-        return _read_stream(stream)
-    finally:
-        stream.close()
+    return _hadoop_read(uri)
+
+
+def open_read(uri):
+    """A binary file object for reading (Hadoop files are read whole into memory)."""
+    if is_local(uri):
+        return open(local_path(uri), "rb")
+    return io.BytesIO(read_bytes(uri))
 
 
 def read_text(uri):
@@ -89,7 +97,7 @@ def write_bytes_atomic(uri, data):
     if is_local(uri):
         _write_local_atomic(local_path(uri), data)
     else:
-        _write_hadoop_atomic(uri, data)
+        _hadoop_write_atomic(uri, data)
 
 
 def _write_local_atomic(path, data):
@@ -108,76 +116,87 @@ def _write_local_atomic(path, data):
         raise
 
 
-def _write_hadoop_atomic(uri, data):
-    fs, path = _hadoop(uri)
-    jvm = _jvm()
-    tmp = jvm.org.apache.hadoop.fs.Path(str(uri) + "._COPYING_")
-    out = fs.create(tmp, True)
-    try:
-        _write_stream(out, data)
-    finally:
-        out.close()
-    if fs.exists(path):
-        fs.delete(path, False)
-    if not fs.rename(tmp, path):
-        raise CosError(f"{uri}: could not rename the temporary file into place")
-
-
 def copy_to_local(uri, local_dir):
     """Copy a file or directory (recursively) from any supported URI into `local_dir`."""
     os.makedirs(local_dir, exist_ok=True)
     name = os.path.basename(str(uri).rstrip("/"))
     dest = os.path.join(local_dir, name)
-    if is_local(uri):
-        src = local_path(uri)
-        if os.path.isdir(src):
-            shutil.copytree(src, dest, dirs_exist_ok=True)
-        else:
-            shutil.copyfile(src, dest)
-        return dest
-    fs, path = _hadoop(uri)
-    jvm = _jvm()
-    fs.copyToLocalFile(False, path, jvm.org.apache.hadoop.fs.Path("file://" + os.path.abspath(dest)),
-                       True)
+    if not is_local(uri):
+        return _hadoop_copy_to_local(uri, dest)
+    src = local_path(uri)
+    if os.path.isdir(src):
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(src, dest)
     return dest
 
 
-# ---- Hadoop plumbing (py4j) -----------------------------------------------------
+# ---- Hadoop plumbing (py4j into the JVM of the active SparkContext) -------------
 
 def _spark_context():
     try:
         from pyspark import SparkContext
     except ImportError:
-        SparkContext = None
-    sc = SparkContext._active_spark_context if SparkContext else None
-    return sc
-
-
-def _jvm():
-    sc = _spark_context()
-    if sc is None:
-        raise CosError("Hadoop paths (hdfs://...) need a running Spark session; "
-                       "start one or use a file: path")
-    return sc._jvm
+        return None
+    return SparkContext._active_spark_context
 
 
 def _hadoop(uri):
+    """(FileSystem, Path) for a Hadoop URI."""
     sc = _spark_context()
     if sc is None:
-        raise CosError(f"{uri}: reading Hadoop paths needs a running Spark session "
-                       "(SparkContext); start one or use a file: path")
-    jvm = sc._jvm
-    path = jvm.org.apache.hadoop.fs.Path(str(uri))
-    fs = path.getFileSystem(sc._jsc.hadoopConfiguration())
-    return fs, path
+        raise CosError(f"{uri}: needs a running Spark session (or use a file: path)")
+    path = sc._jvm.org.apache.hadoop.fs.Path(str(uri))
+    try:
+        return path.getFileSystem(sc._jsc.hadoopConfiguration()), path
+    except Exception as err:  # py4j's Py4JJavaError: keep the Java message, drop the trace
+        raise CosError(f"{uri}: {_java_message(err)}") from None
 
 
-def _read_stream(stream):
-    jvm = _jvm()
-    buf = jvm.java.io.ByteArrayOutputStream()
-    jvm.org.apache.hadoop.io.IOUtils.copyBytes(stream, buf, 1 << 16, False)
-    return bytes(buf.toByteArray())
+def _java_message(err):
+    java = getattr(err, "java_exception", None)
+    text = java.toString() if java is not None else str(err)
+    return (str(text).strip().splitlines() or [type(err).__name__])[0]
 
 
-def _write_stream(out, data):
-    out.write(bytearray(data))
+def _jvm():
+    return _spark_context()._jvm
+
+
+def _hadoop_read(uri):
+    fs, path = _hadoop(uri)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"{uri}: no such file")
+    if fs.getFileStatus(path).isDirectory():
+        raise IsADirectoryError(f"{uri}: is a directory")
+    stream = fs.open(path)
+    try:
+        buf = _jvm().java.io.ByteArrayOutputStream()
+        _jvm().org.apache.hadoop.io.IOUtils.copyBytes(stream, buf, 1 << 16, False)
+        return bytes(buf.toByteArray())
+    finally:
+        stream.close()
+
+
+def _hadoop_write_atomic(uri, data):
+    """Write `<name>._COPYING_`, then replace the old file by renaming it into place."""
+    fs, path = _hadoop(uri)
+    tmp = _jvm().org.apache.hadoop.fs.Path(str(uri) + "._COPYING_")
+    out = fs.create(tmp, True)
+    try:
+        out.write(bytearray(data))
+    finally:
+        out.close()
+    if fs.exists(path):
+        fs.delete(path, False)
+    if not fs.rename(tmp, path):
+        raise CosError(f"{uri}: could not rename {uri}._COPYING_ into place")
+
+
+def _hadoop_copy_to_local(uri, dest):
+    fs, path = _hadoop(uri)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"{uri}: no such file or directory")
+    target = _jvm().org.apache.hadoop.fs.Path("file://" + os.path.abspath(dest))
+    fs.copyToLocalFile(False, path, target, True)
+    return dest

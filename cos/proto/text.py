@@ -15,27 +15,53 @@ def parse_text(text, message, path="<string>"):
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as err:
-        raise ParseError(_describe(err, message, path)) from None
+        raise ParseError(_describe(err, path, text)) from None
     return message
 
 
-def _describe(err, message, path):
+def _describe(err, path, text):
     line, col = err.GetLine(), err.GetColumn()
-    text = re.sub(r"^\d+:\d+ : ", "", str(err))
-    text = _explain_unknown(text, message)
+    what = re.sub(r"^\d+:\d+ : ", "", str(err))
+    what = re.sub(r"^'.*?': (?=[A-Z])", "", what)  # protobuf repeats the whole line; drop it
+    what = _explain(what, _field_before(text, line, col))
     where = f"{path}:{line}:{col}" if line else path
-    return f"{where}: {text}"
+    return f"{where}: {what}"
 
 
-def _explain_unknown(text, message):
+def _field_before(text, line, col):
+    """The field name written just before line:col (for enum errors, which omit it)."""
+    lines = text.splitlines()
+    if not line or line > len(lines):
+        return None
+    m = re.search(r"(\w+)\s*:\s*\S*\s*$", lines[line - 1][:max(col - 1, 0)])
+    return m.group(1) if m else None
+
+
+def _explain(what, field):
     # protobuf says: Message type "caffe.X" has no field named "y".
-    m = re.search(r'Message type "([\w.]+)" has no field named "(\w+)"', text)
+    m = re.search(r'Message type "([\w.]+)" has no field named "?(\w+)"?', what)
     if m:
         return f"unknown field '{m.group(2)}' in message {m.group(1)}"
-    m = re.search(r'Enum type "([\w.]+)" has no value named (\w+)', text)
+    m = re.search(r'Enum type "([\w.]+)" has no value (?:named|with number) (-?\w+)', what)
     if m:
-        return f"unknown enum value '{m.group(2)}' for {m.group(1)}"
-    return text
+        enum = _enum(m.group(1))
+        names = ", ".join(v.name for v in enum.values) if enum else "?"
+        owner = enum.containing_type.full_name if enum and enum.containing_type else None
+        if field and owner:
+            where = f" for field '{field}' of message {owner}"
+        elif field:
+            where = f" for field '{field}' (enum {m.group(1)})"
+        else:
+            where = f" for enum {m.group(1)}"
+        return f"unknown enum value '{m.group(2)}'{where} (expected one of {names})"
+    return what
+
+
+def _enum(full_name):
+    try:
+        return caffe_pb2.DESCRIPTOR.pool.FindEnumTypeByName(full_name)
+    except KeyError:
+        return None
 
 
 def parse_net_text(text, path="<string>"):

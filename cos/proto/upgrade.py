@@ -4,6 +4,8 @@ Applied on every read, in Caffe's order: V0→V1, V1 data-transform migration, V
 legacy input fields → an Input layer, BatchNorm param rule; solver_type → type.
 """
 
+import os
+
 from ..errors import ParseError
 from . import caffe_pb2
 
@@ -280,4 +282,18 @@ def upgrade_solver(solver, path="<solver>"):
                              "keep only 'type'")
         solver.type = SOLVER_TYPE_NAMES[solver.solver_type]
         solver.ClearField("solver_type")
+    return solver
+
+
+def default_snapshot_prefix(solver, solver_path):
+    """Caffe master's rule (not 1.0's, not CaffeOnSpark's): a missing snapshot_prefix becomes the
+    solver file path without its extension; a prefix naming a directory gets the file's stem.
+
+    Not applied by read_solver; tools that follow master (cos-caffe) call it themselves.
+    """
+    stem = os.path.splitext(str(solver_path))[0]
+    if not solver.HasField("snapshot_prefix"):
+        solver.snapshot_prefix = stem
+    elif os.path.isdir(solver.snapshot_prefix):
+        solver.snapshot_prefix = os.path.join(solver.snapshot_prefix, os.path.basename(stem))
     return solver
