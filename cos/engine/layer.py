@@ -87,8 +87,15 @@ class Layer:
         Layers whose forward has side effects or depends on data override this.
         """
         metas = [torch.empty(s, dtype=self.dtype, device="meta") for s in bottom_shapes]
-        with torch.no_grad():
-            tops = self.forward(metas)
+        saved = [b.tensor for b in self.blobs]
+        try:
+            for b in self.blobs:
+                b.tensor = torch.empty(b.tensor.shape, dtype=b.tensor.dtype, device="meta")
+            with torch.no_grad():
+                tops = self.forward(metas)
+        finally:
+            for b, t in zip(self.blobs, saved):
+                b.tensor = t
         return [tuple(t.shape) for t in tops]
 
     # --- computation -------------------------------------------------------

@@ -1,6 +1,6 @@
 """Layer implementations, one family per module; importing this registers every type."""
 
-from . import core  # noqa: F401
+from . import basic, core  # noqa: F401
 
 import importlib
 
