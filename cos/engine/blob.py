@@ -13,16 +13,25 @@ class Blob:
     def __init__(self, shape=(), dtype=torch.float32, device="cpu", name=""):
         self.name = name
         self.tensor = torch.zeros(tuple(shape), dtype=dtype, device=device)
-        self.diff_tensor = torch.zeros_like(self.tensor)
+        self._diff = None
         self.is_param = False
 
     # --- tensors -----------------------------------------------------------
     def set_tensor(self, tensor):
-        """Rebind the data to a new tensor (a layer's output); keep diff shaped alike."""
+        """Rebind the data to a new tensor (a layer's output); the diff follows lazily."""
         self.tensor = tensor
-        if self.diff_tensor.shape != tensor.shape or self.diff_tensor.dtype != tensor.dtype \
-                or self.diff_tensor.device != tensor.device:
-            self.diff_tensor = torch.zeros(tensor.shape, dtype=tensor.dtype, device=tensor.device)
+
+    @property
+    def diff_tensor(self):
+        """The diff, allocated on first use (the training path never needs activation diffs)."""
+        t, d = self.tensor, self._diff
+        if d is None or d.shape != t.shape or d.dtype != t.dtype or d.device != t.device:
+            d = self._diff = torch.zeros(t.shape, dtype=t.dtype, device=t.device)
+        return d
+
+    @diff_tensor.setter
+    def diff_tensor(self, value):
+        self._diff = value
 
     def make_param(self):
         """Turn this blob into a learnable leaf whose .grad is the diff tensor."""

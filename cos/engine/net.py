@@ -372,8 +372,12 @@ class Net:
             raise NetError(f"no layer named '{name}' in net '{self.name}'")
         return self._layer_names.index(name)
 
-    def _forward(self, start, end):
-        """Run layers start..end (inclusive); return the loss of the weighted tops."""
+    def _forward(self, start, end, keep_graph=True):
+        """Run layers start..end (inclusive); return the loss of the weighted tops.
+
+        With keep_graph, each layer that needs backward keeps a small autograd graph so
+        that `_backward` can run from diffs set on any blob.
+        """
         self._saved = getattr(self, "_saved", {})
         loss = 0.0
         for i in range(start, end + 1):
@@ -382,7 +386,7 @@ class Net:
                 continue
             names = self.bottom_names[self._layer_names[i]]
             bottoms = [self.blobs[n].tensor.detach() for n in names]
-            if self._layer_need[i]:
+            if keep_graph and self._layer_need[i]:
                 ins = [b.requires_grad_(need) if need else b
                        for b, need in zip(bottoms, self._bottom_need[i])]
                 with torch.enable_grad():
@@ -504,7 +508,7 @@ class Net:
     def forward_loss(self):
         """Forward only (no graph); returns the loss."""
         with torch.no_grad():
-            return self._forward(0, len(self.layers) - 1)
+            return self._forward(0, len(self.layers) - 1, keep_graph=False)
 
     def clear_param_diffs(self):
         for blob in self.learnable_params:
