@@ -1,5 +1,7 @@
 """pycaffe's public names, so that a pycaffe script runs after `from cos import caffe`."""
 
+import os
+
 import torch
 
 from .engine import layer as _layer
@@ -63,6 +65,10 @@ def Net(prototxt, *args, **kwargs):
     level = kwargs.pop("level", rest.pop(0) if rest else 0)
     stages = kwargs.pop("stages", rest.pop(0) if rest else None) or ()
     kwargs.setdefault("device", _mode["device"])
+    for path in (prototxt, weights):  # pycaffe reports unopenable files as RuntimeError
+        if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
+            if not os.path.isfile(path):
+                raise RuntimeError(f"Could not open file {os.fsdecode(path)}")
     try:
         return _net.Net(prototxt, phase, level=level, stages=tuple(stages), weights=weights,
                         **kwargs)

@@ -465,6 +465,67 @@ class Net:
         names = self.inputs if end is None else self.bottom_names[end]
         return {n: self.blobs[n].diff for n in list(names) + list(diffs or [])}
 
+    def forward_all(self, blobs=None, **inputs):
+        """Forward any number of samples in batches of the input blobs' first dimension;
+        the last batch is zero-padded and the padding trimmed from the outputs."""
+        outs = collections.OrderedDict()
+        total = None
+        for batch, total in self._batches(inputs):
+            for name, value in self.forward(blobs=blobs, **batch).items():
+                outs.setdefault(name, []).append(np.atleast_1d(value).copy())
+        return {n: np.concatenate(v)[:total] for n, v in outs.items()}
+
+    def forward_backward_all(self, blobs=None, diffs=None, **kwargs):
+        """forward_all and backward_all together: kwargs naming inputs feed forward,
+        kwargs naming outputs are the top diffs."""
+        ins = {k: v for k, v in kwargs.items() if k in self.inputs}
+        tops = {k: v for k, v in kwargs.items() if k in self.outputs and k not in ins}
+        fwd, bwd = collections.OrderedDict(), collections.OrderedDict()
+        total = None
+        top_batches = [b for b, _ in self._batches(tops, size=self._batch_size(ins))]
+        for k, (batch, total) in enumerate(self._batches(ins)):
+            for name, value in self.forward(blobs=blobs, **batch).items():
+                fwd.setdefault(name, []).append(np.atleast_1d(value).copy())
+            top_batch = top_batches[k] if k < len(top_batches) else {}
+            for name, value in self.backward(diffs=diffs, **top_batch).items():
+                bwd.setdefault(name, []).append(np.atleast_1d(value).copy())
+        return ({n: np.concatenate(v)[:total] for n, v in fwd.items()},
+                {n: np.concatenate(v)[:total] for n, v in bwd.items()})
+
+    def _batch_size(self, arrays):
+        name = next(iter(arrays), None) or (self.inputs[0] if self.inputs else None)
+        if name is None:
+            raise NetError(f"net '{self.name}' has no inputs to batch")
+        return self.blobs[name].shape[0] if name in self.blobs else len(arrays[name])
+
+    def _batches(self, arrays, size=None):
+        """Yield ({name: batch}, total samples), zero-padding the last batch."""
+        if not arrays:
+            yield {}, None
+            return
+        size = size or self._batch_size(arrays)
+        total = len(next(iter(arrays.values())))
+        for name, value in arrays.items():
+            if len(value) != total:
+                raise NetError(f"input '{name}' has {len(value)} samples, expected {total}")
+        for start in range(0, total, size):
+            batch = {}
+            for name, value in arrays.items():
+                chunk = np.asarray(value[start:start + size])
+                if len(chunk) < size:
+                    pad = np.zeros((size - len(chunk),) + chunk.shape[1:], dtype=chunk.dtype)
+                    chunk = np.concatenate([chunk, pad])
+                batch[name] = chunk
+            yield batch, total
+
+    def set_input_arrays(self, data, labels):
+        """Hand arrays to the net's MemoryData layer (pycaffe's Net.set_input_arrays)."""
+        for name, layer in zip(self._layer_names, self.layers):
+            if hasattr(layer, "set_input_arrays"):
+                return layer.set_input_arrays(data, labels)
+        raise NetError(f"net '{self.name}': set_input_arrays needs a MemoryData layer, "
+                       f"and the net has none")
+
     def reshape(self):
         """Propagate input shapes through the net without computing (Caffe's Net::Reshape)."""
         for i, layer in enumerate(self.layers):
