@@ -1,4 +1,3 @@
 """Layer implementations, one family per module; importing this registers every type."""
 
-# Later modules win where two register the same type (neuron's ReLU, loss's SoftmaxWithLoss).
-from . import basic, core, normalization, structure, neuron, loss, common  # noqa: F401
+from . import core, vision, normalization, structure, neuron, loss, common  # noqa: F401

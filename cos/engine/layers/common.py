@@ -215,7 +215,7 @@ class Embed(Layer):
     no_grad_bottoms = (0,)
 
     def setup(self, bottom_shapes):
-        from .basic import _filler, _make_params
+        from .vision import _filler, _make_params
         from ..fillers import constant_filler
         p = self.param.embed_param
         if p.num_output == 0 or p.input_dim == 0:
@@ -263,7 +263,7 @@ class Parameter(Layer):
     exact_tops = 1
 
     def setup(self, bottom_shapes):
-        from .basic import _make_params
+        from .vision import _make_params
         from ..fillers import constant_filler
         shape = tuple(int(d) for d in self.param.parameter_param.shape.dim)
         _make_params(self, [(shape, constant_filler(0))])

@@ -4,6 +4,7 @@ Log, Threshold, Dropout, Clip, Swish) with Caffe's forward and gradient conventi
 import math
 
 import torch
+import torch.nn.functional as F
 
 from ..blob import Blob
 from ..fillers import constant_filler, fill
@@ -36,7 +37,10 @@ class _ReLUFn(torch.autograd.Function):
 @register("ReLU")
 class ReLU(_Neuron):
     def compute(self, x):
-        return _ReLUFn.apply(x, float(self.param.relu_param.negative_slope))
+        slope = float(self.param.relu_param.negative_slope)
+        if slope == 0:
+            return F.relu(x)  # same gradient as Caffe's (0 at x = 0), and faster
+        return _ReLUFn.apply(x, slope)
 
 
 @register("PReLU")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ...proto import caffe_pb2
 from ..fillers import constant_filler
 from ..layer import TRAIN, Layer, register
-from .basic import _filler, _make_params
+from .vision import _filler, _make_params
 
 
 def _canon(layer, axis, ndim):

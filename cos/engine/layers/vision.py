@@ -1,5 +1,4 @@
-"""The layers LeNet and CIFAR-10 quick need: convolution, pooling, inner product, ReLU,
-softmax, softmax loss, accuracy, dropout. Family modules may register fuller versions."""
+"""Vision layers: Convolution, Deconvolution, InnerProduct and Pooling (Caffe's geometry)."""
 
 import math
 
@@ -11,7 +10,6 @@ from ..blob import Blob
 from ..fillers import constant_filler, fill
 from ..layer import TRAIN, Layer, register
 
-FLT_MIN = 1.1754943508222875e-38
 FLT_MAX = 3.4028234663852886e38
 
 
@@ -186,10 +184,33 @@ class Pooling(Layer):
             out.append(o)
         return kernel, tuple(out)
 
+    def _torch_grid(self, h, w, kernel, out):
+        """True when torch's own pooling lays out the same windows as Caffe here."""
+        if len(self.param.top) != 1 or self.method == caffe_pb2.PoolingParameter.STOCHASTIC:
+            return False
+        ceil = self.param.pooling_param.round_mode != caffe_pb2.PoolingParameter.FLOOR
+        for size, k, s, p, o in zip((h, w), kernel, self.stride, self.pad, out):
+            if p > k // 2:
+                return False
+            n = (size + 2 * p - k) / s
+            t = (math.ceil(n) if ceil else math.floor(n)) + 1
+            if ceil and (t - 1) * s >= size + p:
+                t -= 1
+            if t != o:
+                return False
+        return True
+
     def forward(self, bottoms):
         x = bottoms[0]
         n, c, h, w = x.shape
         kernel, (oh, ow) = self._geometry(h, w)
+        if self._torch_grid(h, w, kernel, (oh, ow)):
+            ceil = self.param.pooling_param.round_mode != caffe_pb2.PoolingParameter.FLOOR
+            if self.method == caffe_pb2.PoolingParameter.MAX:
+                return [F.max_pool2d(x, kernel, self.stride, self.pad, ceil_mode=ceil)]
+            # torch divides by the window clipped at size + pad, exactly Caffe's divisor.
+            return [F.avg_pool2d(x, kernel, self.stride, self.pad, ceil_mode=ceil,
+                                 count_include_pad=True)]
         ph, pw = self.pad
         # Pad so that every window of the output grid lies inside the tensor.
         extra_h = max(0, (oh - 1) * self.stride[0] + kernel[0] - h - ph)
@@ -240,172 +261,3 @@ class Pooling(Layer):
         s = F.avg_pool2d(xp, kernel, self.stride, ceil_mode=True, divisor_override=1)
         y = torch.where(s > 0, sq / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))
         return y[:, :, :out[0], :out[1]]
-
-
-class _ReLUFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, slope):
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return torch.where(x > 0, x, x * slope)
-
-    @staticmethod
-    def backward(ctx, dy):
-        (x,) = ctx.saved_tensors
-        return torch.where(x > 0, dy, dy * ctx.slope), None
-
-
-@register("ReLU")
-class ReLU(Layer):
-    def forward(self, bottoms):
-        slope = self.param.relu_param.negative_slope
-        x = bottoms[0]
-        if slope == 0:
-            return [F.relu(x)]
-        return [_ReLUFn.apply(x, slope)]
-
-
-@register("Dropout")
-class Dropout(Layer):
-    def forward(self, bottoms):
-        x = bottoms[0]
-        ratio = self.param.dropout_param.dropout_ratio
-        if self.phase != TRAIN or x.device.type == "meta":
-            return [x.view_as(x) if x.device.type != "meta" else x.clone()]
-        keep = torch.rand(x.shape, generator=self.rng).to(x.device) >= ratio
-        return [x * keep.to(x.dtype) * (1.0 / (1.0 - ratio))]
-
-
-@register("Softmax")
-class Softmax(Layer):
-    def forward(self, bottoms):
-        return [torch.softmax(bottoms[0], dim=self.param.softmax_param.axis)]
-
-
-def _normalizer(loss_param, outer, inner, valid):
-    mode = loss_param.normalization
-    if not loss_param.HasField("normalization") and loss_param.HasField("normalize"):
-        mode = (caffe_pb2.LossParameter.VALID if loss_param.normalize
-                else caffe_pb2.LossParameter.BATCH_SIZE)
-    if mode == caffe_pb2.LossParameter.FULL:
-        norm = outer * inner
-    elif mode == caffe_pb2.LossParameter.VALID:
-        norm = valid
-    elif mode == caffe_pb2.LossParameter.BATCH_SIZE:
-        norm = outer
-    else:
-        norm = 1
-    return max(float(norm), 1.0)
-
-
-class _SoftmaxLossFn(torch.autograd.Function):
-    """Loss clamps p at FLT_MIN; the gradient (p − onehot)/norm is not clamped (Caffe)."""
-
-    @staticmethod
-    def forward(ctx, scores, labels, axis, ignore, loss_param):
-        prob = torch.softmax(scores, dim=axis)
-        moved = prob.movedim(axis, -1)
-        flat = moved.reshape(-1, moved.shape[-1])
-        lab = labels.reshape(-1)
-        valid = lab != ignore if ignore is not None else torch.ones_like(lab, dtype=torch.bool)
-        safe = torch.where(valid, lab, torch.zeros_like(lab))
-        picked = flat.gather(1, safe[:, None])[:, 0]
-        logs = torch.log(torch.clamp(picked, min=FLT_MIN)) * valid.to(prob.dtype)
-        outer = math.prod(scores.shape[:axis])
-        inner = math.prod(scores.shape[axis + 1:])
-        norm = _normalizer(loss_param, outer, inner, int(valid.sum()))
-        ctx.save_for_backward(prob, safe, valid)
-        ctx.axis, ctx.norm = axis, norm
-        return -logs.sum() / norm, prob
-
-    @staticmethod
-    def backward(ctx, dloss, dprob):
-        prob, safe, valid = ctx.saved_tensors
-        moved = prob.movedim(ctx.axis, -1)
-        shape = moved.shape
-        grad = moved.reshape(-1, shape[-1]).clone()
-        grad[torch.arange(grad.shape[0]), safe] -= 1
-        grad *= valid.to(grad.dtype)[:, None]
-        grad = grad * (dloss / ctx.norm)
-        grad = grad.reshape(shape).movedim(-1, ctx.axis)
-        if dprob is not None:
-            y = prob
-            grad = grad + (dprob - (dprob * y).sum(dim=ctx.axis, keepdim=True)) * y
-        return grad, None, None, None, None
-
-
-def _labels(tensor):
-    return torch.trunc(tensor).to(torch.long)
-
-
-@register("SoftmaxWithLoss")
-class SoftmaxWithLoss(Layer):
-    is_loss = True
-    exact_bottoms = 2
-    no_grad_bottoms = (1,)
-
-    def reshape(self, bottom_shapes):
-        self._check(bottom_shapes)
-        axis = self.param.softmax_param.axis % len(bottom_shapes[0])
-        return [()] + ([tuple(bottom_shapes[0])] if len(self.param.top) > 1 else [])
-
-    def _check(self, shapes):
-        axis = self.param.softmax_param.axis % len(shapes[0])
-        outer = math.prod(shapes[0][:axis])
-        inner = math.prod(shapes[0][axis + 1:])
-        if math.prod(shapes[1]) != outer * inner:
-            self.fail(f"label count ({math.prod(shapes[1])}) must equal outer×inner "
-                      f"({outer}×{inner}) of the scores {list(shapes[0])}")
-
-    def forward(self, bottoms):
-        scores, labels = bottoms
-        axis = self.param.softmax_param.axis % scores.dim()
-        lp = self.param.loss_param
-        ignore = lp.ignore_label if lp.HasField("ignore_label") else None
-        lab = _labels(labels.detach())
-        classes = scores.shape[axis]
-        bad = (lab < 0) | (lab >= classes)
-        if ignore is not None:
-            bad &= lab != ignore
-        if bool(bad.any()):
-            value = int(lab[bad].reshape(-1)[0])
-            self.fail(f"label {value} is out of range for {classes} classes")
-        loss, prob = _SoftmaxLossFn.apply(scores, lab, axis, ignore, lp)
-        return [loss, prob] if len(self.param.top) > 1 else [loss]
-
-
-@register("Accuracy")
-class Accuracy(Layer):
-    has_backward = False
-    exact_bottoms = 2
-
-    def reshape(self, bottom_shapes):
-        p = self.param.accuracy_param
-        axis = p.axis % len(bottom_shapes[0])
-        shapes = [()]
-        if len(self.param.top) > 1:
-            shapes.append((bottom_shapes[0][axis],))
-        return shapes
-
-    def forward(self, bottoms):
-        scores, labels = bottoms
-        p = self.param.accuracy_param
-        axis = p.axis % scores.dim()
-        classes = scores.shape[axis]
-        flat = scores.movedim(axis, -1).reshape(-1, classes)
-        lab = _labels(labels).reshape(-1)
-        valid = (lab != p.ignore_label) if p.HasField("ignore_label") else torch.ones_like(lab, dtype=torch.bool)
-        safe = torch.where(valid & (lab >= 0) & (lab < classes), lab, torch.zeros_like(lab))
-        own = flat.gather(1, safe[:, None])
-        others_ge = (flat >= own).sum(dim=1) - 1
-        correct = (others_ge < p.top_k) & valid
-        count = valid.sum()
-        acc = correct.sum().to(scores.dtype) / torch.clamp(count, min=1).to(scores.dtype)
-        tops = [acc if int(count) else torch.zeros((), dtype=scores.dtype, device=scores.device)]
-        if len(self.param.top) > 1:
-            per = torch.zeros(classes, dtype=scores.dtype, device=scores.device)
-            tot = torch.zeros(classes, dtype=scores.dtype, device=scores.device)
-            tot.index_add_(0, safe[valid], torch.ones_like(safe[valid], dtype=scores.dtype))
-            per.index_add_(0, safe[valid], correct[valid].to(scores.dtype))
-            tops.append(torch.where(tot > 0, per / torch.clamp(tot, min=1), torch.zeros_like(tot)))
-        return tops
