@@ -42,7 +42,8 @@ def _build(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_layer_case_matches_caffe(case):
+def test_layer_case_matches_caffe(case, caffe_fixtures):
+    assert caffe_fixtures == LAYERS.parent
     net, z = _build(case)
     net.forward()
     tops = _entries(z, "top/")

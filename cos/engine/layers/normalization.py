@@ -1,7 +1,5 @@
 """Normalisation and affine layers: BatchNorm, Scale, Bias, MVN, LRN (Caffe semantics)."""
 
-import math
-
 import torch
 import torch.nn.functional as F
 
