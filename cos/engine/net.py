@@ -419,6 +419,10 @@ class Net:
         pairs = [(o, self.blobs[n].diff_tensor) for o, n in zip(outs, self.top_names[lname])
                  if o.requires_grad]
         if not pairs:
+            # No top carries a gradient (e.g. Silence): Caffe writes zeros to the bottoms.
+            for name, need in zip(self.bottom_names[lname], self._bottom_need[i]):
+                if need:
+                    self.blobs[name].diff_tensor.zero_()
             return
         wanted = [x for x, need in zip(ins, self._bottom_need[i]) if need]
         params = [b for b in layer.blobs if b.tensor.requires_grad]
