@@ -1,0 +1,43 @@
+"""Batcher: exact-once test iteration with padding, train wrap-around, producer errors."""
+
+import numpy as np
+import pytest
+
+from cos.data.feeder import Batcher
+from cos.errors import DataError
+
+
+def _convert(sample):
+    i = sample
+    return f"id{i}", [np.full((1, 2, 2), i, np.float32), np.float32(i % 10)]
+
+
+def test_features_mode_over_two_partitions_yields_each_record_once():
+    parts = [range(0, 502), range(502, 1003)]
+    rows = []
+    for part in parts:
+        for batch in Batcher(lambda p=part: iter(p), _convert, 10):
+            assert batch.arrays[0].shape == (10, 1, 2, 2)
+            rows += [(i, batch.arrays[0][k, 0, 0, 0]) for k, i in enumerate(batch.ids)]
+            assert len(batch.ids) == batch.count
+    assert len(rows) == 1003
+    assert [r[0] for r in rows] == [f"id{i}" for i in range(1003)]
+    assert all(float(v) == int(i[2:]) for i, v in rows)
+
+
+def test_train_mode_wraps_around():
+    b = Batcher(lambda: iter(range(3)), _convert, 2, train=True)
+    ids = [i for _ in range(4) for i in next(b).ids]
+    b.close()
+    assert ids == ["id0", "id1", "id2", "id0", "id1", "id2", "id0", "id1"]
+
+
+def test_producer_exception_reaches_consumer():
+    def bad(sample):
+        if sample == 5:
+            raise DataError("sample id5: label out of range")
+        return _convert(sample)
+    b = Batcher(lambda: iter(range(10)), bad, 2)
+    with pytest.raises(DataError, match="id5"):
+        for _ in b:
+            pass
