@@ -17,8 +17,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.mpi]
 def error_line(result):
     """The driver's one-line error (Spark's own logging may follow it on stderr)."""
     tag = "caffe-on-spark: error:"
-    lines = [l[l.index(tag):] for l in result.stderr.splitlines() if tag in l]
-    assert len(lines) == 1, result.stderr[-2000:]
+    # spark-submit merges the Python driver's stderr into its stdout: look in both.
+    output = result.stdout + result.stderr
+    lines = [l[l.index(tag):] for l in output.splitlines() if tag in l]
+    assert len(lines) == 1, output[-2000:]
     return lines[0]
 
 

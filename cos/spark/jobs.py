@@ -44,6 +44,9 @@ def train_rank(rank, size, all_gather, records, payload, timeout):
     """
     from ..dist.rendezvous import form_world
     from ..dist.sync import GradientSync
+    if rank == 0:  # Caffe's log lines (display, validation) come from rank 0 only
+        from ..engine.logging import configure
+        configure()
     comm = form_world(rank, size, all_gather, timeout, payload.connection)
     records = ordered_records(records)
     if not records:
