@@ -19,8 +19,10 @@ def session(cluster_size=1, app_name="CaffeOnSpark"):
     --master it runs embedded local[cluster_size]."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
+    # Start (or join spark-submit's) JVM first, so that SparkConf sees --master and --conf.
+    SparkContext._ensure_initialized()
     conf = SparkConf()
     if not conf.contains("spark.master"):
         conf.setMaster(f"local[{max(int(cluster_size), 1)}]")

@@ -7,6 +7,8 @@ results and failures come back is decided here, before and after the stage runs.
 import logging
 import os
 import re
+import threading
+import time
 
 from ..errors import ClusterError
 
@@ -102,6 +104,7 @@ class Launcher:
             from pyspark import BarrierTaskContext
             ctx = BarrierTaskContext.get()
             rank = ctx.partitionId()
+            exit_with_parent()
             os.environ.update(env)
             import torch
             torch.set_num_threads(int(env.get("COS_TORCH_THREADS", "1")))
@@ -120,6 +123,28 @@ class Launcher:
         except Exception as err:
             raise ClusterError(explain_failure(err, size)) from None
         return [result for _, result in sorted(results, key=lambda pair: pair[0])]
+
+
+_watching = []
+
+
+def exit_with_parent(poll_seconds=1.0):
+    """End this task's process if its parent (Spark's Python daemon) goes away.
+
+    A rank blocked inside an MPI call never notices its driver dying; without this it
+    would outlive the job as an orphan.
+    """
+    if _watching:
+        return
+    _watching.append(True)
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(3)
+    threading.Thread(target=watch, name="cos-parent-watch", daemon=True).start()
 
 
 def explain_failure(err, size):
