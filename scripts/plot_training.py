@@ -44,7 +44,7 @@ def plot(train, tests, path):
         right.plot(*zip(*tests["accuracy"]), "o-", color="tab:orange", label="validation accuracy")
     right.set_ylabel("validation accuracy", color="tab:orange")
     right.set_ylim(0, 1)
-    fig.legend(loc="center right")
+    fig.legend(loc="center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

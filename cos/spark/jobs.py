@@ -130,7 +130,14 @@ def run_iterations(solver, val, rank):
             rows.append(validate(solver, val, rank))
         if kill_at is not None and solver.iter >= kill_at:
             _die_for_test()
-        solver.step(1)
+        # Step in chunks up to the next validation (or test kill point), so Caffe's
+        # per-Step display timing and loss smoothing span many iterations.
+        stop = max_iter
+        if val is not None:
+            stop = min(stop, (solver.iter // val["interval"] + 1) * val["interval"])
+        if kill_at is not None and kill_at > solver.iter:
+            stop = min(stop, kill_at)
+        solver.step(stop - solver.iter)
     if getattr(solver.param, "snapshot_after_train", False) and solver.is_root \
             and solver.param.snapshot and solver.iter % solver.param.snapshot != 0:
         solver.snapshot()
