@@ -53,6 +53,7 @@ class Solver:
         self.callbacks = []
         self.iter = 0
         self.current_step = 0
+        self._display_clock = None
         self.requested_stop = self.requested_snapshot = False
         self.check_param()
         self.seed = None
@@ -161,7 +162,8 @@ class Solver:
         start = self.iter
         stop = self.iter + int(iters)
         self._start_iter, self._losses, self._smoothed = start, [], 0.0
-        tick, tick_iter = time.time(), start
+        # The display rate spans step() calls, so a caller stepping in chunks still sees it.
+        tick, tick_iter = self._display_clock if self._display_clock else (time.time(), start)
         while self.iter < stop:
             self.net.clear_param_diffs()
             if p.test_interval and self.iter % p.test_interval == 0 \
@@ -181,6 +183,7 @@ class Solver:
                 now = time.time()
                 self._display(now - tick, self.iter - tick_iter)
                 tick, tick_iter = now, self.iter
+                self._display_clock = (tick, tick_iter)
             for cb in self.callbacks:
                 cb[1]()
             if self.gradient_hook is not None:
@@ -359,6 +362,7 @@ class Solver:
                 model = near if os.path.exists(near) else model
             self.net.copy_from(model)
         self.iter = state.iter
+        self._display_clock = None
         self.current_step = state.current_step
         self._info("SGDSolver: restoring history")
         with torch.no_grad():
