@@ -73,6 +73,17 @@ def _check_labels(layer, lab, classes, ignore):
         layer.fail(f"label {int(lab[bad].reshape(-1)[0])} is out of range for {classes} classes")
 
 
+def _rows_and_labels(layer, x, labels):
+    """(N, D) view of x and its N checked labels, for losses with one label per sample."""
+    num = x.shape[0]
+    flat = x.reshape(num, -1)
+    lab = _labels(labels).reshape(-1)
+    if lab.numel() != num:
+        layer.fail(f"expects {num} labels, got {lab.numel()}")
+    _check_labels(layer, lab, flat.shape[1], None)
+    return flat, lab
+
+
 def _softmax_rows(layer, scores, labels, axis):
     """Scores as (outer·inner, classes) probabilities, labels as a flat long tensor."""
     outer, classes, inner = _split(tuple(scores.shape), axis)
@@ -168,11 +179,7 @@ class HingeLoss(_Loss):
     def forward(self, bottoms):
         x, labels = bottoms
         num = x.shape[0]
-        flat = x.reshape(num, -1)
-        lab = _labels(labels).reshape(-1)
-        if lab.numel() != num:
-            self.fail(f"expects {num} labels, got {lab.numel()}")
-        _check_labels(self, lab, flat.shape[1], None)
+        flat, lab = _rows_and_labels(self, x, labels)
         sign = torch.ones_like(flat)
         sign[torch.arange(num), lab] = -1
         margin = torch.relu(1 + flat * sign)  # relu: gradient 0 at the hinge, as Caffe's sign(0)
@@ -272,11 +279,7 @@ class MultinomialLogisticLoss(_Loss):
     def forward(self, bottoms):
         prob, labels = bottoms
         num = prob.shape[0]
-        flat = prob.detach().reshape(num, -1)
-        lab = _labels(labels).reshape(-1)
-        if lab.numel() != num:
-            self.fail(f"expects {num} labels, got {lab.numel()}")
-        _check_labels(self, lab, flat.shape[1], None)
+        flat, lab = _rows_and_labels(self, prob.detach(), labels)
         idx = torch.arange(num)
         p = torch.clamp(flat[idx, lab], min=LOG_THRESHOLD)
         loss = -torch.log(p).sum() / num
