@@ -6,14 +6,9 @@ import os
 import numpy as np
 import pytest
 
+from test_rendezvous import _all_gather
+
 pytestmark = [pytest.mark.mpi]
-
-
-def _all_gather(inbox, outbox):
-    def all_gather(message):
-        outbox.put(message)
-        return inbox.get(timeout=60)
-    return all_gather
 
 
 def _make_params(rank, dtype):
