@@ -1,7 +1,9 @@
-"""Paths: plain, `file:` URIs, and Hadoop URIs (`hdfs://...`) through Spark's Hadoop client.
+"""Paths: plain, `file:` URIs, and Hadoop URIs (`hdfs://...`).
 
-Hadoop paths need an active SparkContext (py4j into the JVM's FileSystem); pyspark is
-imported lazily so the engine runs without it.
+Hadoop paths go through the JVM's FileSystem (py4j) when a SparkContext is active (the
+driver), and through the `hdfs-native` client for `hdfs://` where there is no JVM (inside
+Spark tasks, e.g. rank 0 writing snapshots). Both are imported lazily so the engine runs
+without them.
 """
 
 import io
@@ -63,6 +65,8 @@ def read_bytes(uri):
     if is_local(uri):
         with open(local_path(uri), "rb") as f:
             return f.read()
+    if _native(uri):
+        return _native_read(uri)
     return _hadoop_read(uri)
 
 
@@ -80,6 +84,8 @@ def read_text(uri):
 def exists(uri):
     if is_local(uri):
         return os.path.exists(local_path(uri))
+    if _native(uri):
+        return _native_info(uri) is not None
     fs, path = _hadoop(uri)
     return bool(fs.exists(path))
 
@@ -87,6 +93,9 @@ def exists(uri):
 def makedirs(uri):
     if is_local(uri):
         os.makedirs(local_path(uri), exist_ok=True)
+    elif _native(uri):
+        client, path = _native_client(uri)
+        client.mkdirs(path, create_parent=True)
     else:
         fs, path = _hadoop(uri)
         fs.mkdirs(path)
@@ -96,6 +105,8 @@ def write_bytes_atomic(uri, data):
     """Write a whole file so that readers see the old file or the new one, never a half."""
     if is_local(uri):
         _write_local_atomic(local_path(uri), data)
+    elif _native(uri):
+        _native_write_atomic(uri, data)
     else:
         _hadoop_write_atomic(uri, data)
 
@@ -200,3 +211,80 @@ def _hadoop_copy_to_local(uri, dest):
     target = _jvm().org.apache.hadoop.fs.Path("file://" + os.path.abspath(dest))
     fs.copyToLocalFile(False, path, target, True)
     return dest
+
+
+# ---- hdfs:// without a JVM (inside Spark tasks) -----------------------------------
+
+def _native(uri):
+    """Use hdfs-native for hdfs:// when no SparkContext is active in this process."""
+    return scheme(uri) == "hdfs" and _spark_context() is None
+
+
+def _native_client(uri):
+    try:
+        from hdfs_native import Client
+    except ImportError:
+        raise CosError(f"{uri}: reading hdfs:// here needs a Spark session or the "
+                       "hdfs-native package") from None
+    parsed = urlparse(str(uri))
+    base = f"hdfs://{parsed.netloc}" if parsed.netloc else None
+    try:
+        return Client(base, config=_NATIVE_CONFIG), parsed.path or "/"
+    except Exception as err:
+        raise CosError(f"{uri}: {_first(err)}") from None
+
+
+# Fail fast on an unreachable NameNode instead of retrying for minutes.
+_NATIVE_CONFIG = {"dfs.client.failover.max.attempts": "1",
+                  "dfs.client.failover.sleep.base.millis": "200",
+                  "dfs.client.failover.sleep.max.millis": "1000",
+                  "dfs.client.socket-timeout": "60000"}
+
+
+def _first(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def _native_info(uri):
+    client, path = _native_client(uri)
+    try:
+        return client.get_file_info(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise CosError(f"{uri}: {_first(err)}") from None
+
+
+def _native_read(uri):
+    info = _native_info(uri)
+    if info is None:
+        raise FileNotFoundError(f"{uri}: no such file")
+    if info.isdir:
+        raise IsADirectoryError(f"{uri}: is a directory")
+    client, path = _native_client(uri)
+    reader = client.read(path)
+    try:
+        return bytes(reader.read())
+    finally:
+        reader.close()
+
+
+def _native_write_atomic(uri, data):
+    """Same protocol as the JVM path: write `<name>._COPYING_`, then rename over."""
+    client, path = _native_client(uri)
+    parent = path.rsplit("/", 1)[0] or "/"
+    client.mkdirs(parent, create_parent=True)
+    tmp = path + "._COPYING_"
+    writer = client.create(tmp, _overwrite_options())
+    try:
+        writer.write(bytes(data))
+    finally:
+        writer.close()
+    client.rename(tmp, path, overwrite=True)
+
+
+def _overwrite_options():
+    from hdfs_native import WriteOptions
+    options = WriteOptions()
+    options.overwrite = True
+    return options

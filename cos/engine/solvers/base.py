@@ -327,12 +327,13 @@ class Solver:
 
     def snapshot(self):
         """Write {prefix}_iter_N.caffemodel then .solverstate, each atomically; returns both paths."""
+        from ...proto import paths
         from ...proto.binary import write_binary
         model = self.snapshot_filename(".caffemodel")
-        folder = os.path.dirname(model)
-        if folder and not os.path.isdir(folder):
+        folder = model[:model.rfind("/")] if "/" in model else ""
+        if folder and not paths.exists(folder):
             self._info("Creating snapshot directory %s", folder)
-            os.makedirs(folder, exist_ok=True)
+            paths.makedirs(folder)
         self._info("Snapshotting to binary proto file %s", model)
         write_binary(self.net.to_proto(write_diff=self.param.snapshot_diff), model)
         state_path = self.snapshot_filename(".solverstate")
