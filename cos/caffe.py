@@ -10,10 +10,7 @@ from .engine.layer import TEST, TRAIN, layer_type_list  # noqa: F401
 from .engine.solvers import (AdaDeltaSolver, AdaGradSolver, AdamSolver,  # noqa: F401
                              NesterovSolver, RMSPropSolver, SGDSolver, get_solver)
 
-try:  # data-reading layers register themselves into the engine's registry
-    from .data import layers as _data_layers  # noqa: F401
-except ImportError:  # pragma: no cover - the data room is optional for the engine
-    _data_layers = None
+from .data import layers as _data_layers  # noqa: F401  (registers Data, MemoryData, CoSData)
 
 try:
     from .engine import pyio as io  # noqa: F401

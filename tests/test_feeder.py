@@ -41,3 +41,33 @@ def test_producer_exception_reaches_consumer():
     with pytest.raises(DataError, match="id5"):
         for _ in b:
             pass
+
+
+def test_dropped_samples_do_not_count_toward_a_batch():
+    def odd_only(sample):
+        return None if sample % 2 == 0 else _convert(sample)
+    batches = list(Batcher(lambda: iter(range(10)), odd_only, 2))
+    assert [b.ids for b in batches] == [["id1", "id3"], ["id5", "id7"], ["id9"]]
+    assert batches[-1].count == 1 and batches[-1].arrays[0].shape == (2, 1, 2, 2)
+
+
+def test_train_mode_with_every_sample_dropped_fails_instead_of_spinning():
+    b = Batcher(lambda: iter(range(4)), lambda s: None, 2, train=True)
+    with pytest.raises(DataError, match="all 4 samples .* dropped"):
+        next(b)
+
+
+def test_samples_of_different_sizes_name_the_odd_one():
+    def sized(sample):
+        side = 3 if sample == 2 else 2
+        return f"id{sample}", [np.zeros((1, side, side), np.float32), np.float32(0)]
+    with pytest.raises(DataError, match=r"sample id2: top 0 has shape \(1, 3, 3\).*id0"):
+        list(Batcher(lambda: iter(range(4)), sized, 4))
+
+
+def test_close_without_waiting_stops_the_thread():
+    b = Batcher(lambda: iter(range(3)), _convert, 1, train=True, prefetch=1, poll=0.05)
+    next(b)
+    b.close(wait=False)
+    b.thread.join(timeout=5)
+    assert not b.thread.is_alive()

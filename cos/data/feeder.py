@@ -3,7 +3,8 @@
 Producer errors are re-raised in the consumer; every wait polls with a timeout and checks the
 producer is alive, so a dead producer never hangs the consumer. TRAIN wraps around like
 Caffe's data layer; TEST/features sees each sample once and pads the last batch, with
-`count` saying how many rows are real.
+`count` saying how many rows are real. A sample whose conversion gives None is dropped
+(it does not count toward a batch), like the original's "Skip image <id>".
 """
 
 import queue
@@ -30,7 +31,8 @@ class _Failure:
 
 
 class Batcher:
-    """`samples()` returns a fresh iterator of samples; `convert(sample) -> (id, [arrays])`."""
+    """`samples()` returns a fresh iterator of samples; `convert(sample) -> (id, [arrays])`,
+    or None to drop the sample."""
 
     def __init__(self, samples, convert, batch_size, train=False, prefetch=4, poll=0.5):
         self.samples = samples
@@ -56,10 +58,14 @@ class Batcher:
         try:
             rows = []
             while not self.stopped.is_set():
-                seen = 0
+                seen = kept = 0
                 for sample in self.samples():
                     seen += 1
-                    rows.append(self.convert(sample))
+                    row = self.convert(sample)
+                    if row is None:
+                        continue
+                    kept += 1
+                    rows.append(row)
                     if len(rows) == self.batch_size:
                         if not self._put(self._assemble(rows)):
                             return
@@ -68,6 +74,9 @@ class Batcher:
                     break
                 if seen == 0:
                     raise DataError("data source yielded no samples")
+                if kept == 0:  # wrapping around would spin forever
+                    raise DataError(f"all {seen} samples of the data source were dropped "
+                                    "(see the 'Skip image' warnings)")
             if rows:
                 self._put(self._assemble(rows))
             self._put(_DONE)
@@ -78,7 +87,7 @@ class Batcher:
         count = len(rows)
         padded = rows + [rows[-1]] * (self.batch_size - count)
         tops = len(padded[0][1])
-        arrays = [np.stack([np.asarray(r[1][t]) for r in padded]) for t in range(tops)]
+        arrays = [_stack(padded, t) for t in range(tops)]
         return Batch(arrays, [r[0] for r in rows], count)
 
     def __iter__(self):
@@ -100,6 +109,20 @@ class Batcher:
             raise item.error
         return item
 
-    def close(self):
+    def close(self, wait=True):
+        """Stop the producer; `wait=False` only signals it (safe from a finalizer)."""
         self.stopped.set()
-        self.thread.join(timeout=5)
+        if wait:
+            self.thread.join(timeout=5)
+
+
+def _stack(rows, top):
+    """Top `top` of every row as one array; rows of different shapes -> DataError naming one."""
+    values = [np.asarray(r[1][top]) for r in rows]
+    first = values[0].shape
+    for (sid, _), value in zip(rows, values):
+        if value.shape != first:
+            raise DataError(f"sample {sid}: top {top} has shape {value.shape}, but sample "
+                            f"{rows[0][0]} in the same batch has {first} (all samples of a "
+                            "batch must have the same size; resize them)")
+    return np.stack(values)

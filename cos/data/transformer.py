@@ -12,7 +12,8 @@ from ..proto import caffe_pb2
 TRAIN = caffe_pb2.TRAIN
 
 
-def _load_mean_file(path):
+def load_mean_file(path):
+    """A .binaryproto mean file (local path or URI) -> C x H x W float32."""
     from ..proto.binary import read_blob_proto
     from ..proto.blobs import blob_to_array
     mean = blob_to_array(read_blob_proto(path), where=path)
@@ -23,7 +24,7 @@ class DataTransformer:
     """transform(image) -> C x H' x W' float32 for an HxWxC (decoded, BGR) or CxHxW (Datum raw)
     array; `layout` says which when the shape alone cannot ("hwc" or "chw")."""
 
-    def __init__(self, param, phase, seed=None, mean_file_loader=_load_mean_file):
+    def __init__(self, param, phase, seed=None, mean_file_loader=load_mean_file):
         self.param = param
         self.train = phase == TRAIN
         self.rng = np.random.default_rng(seed)

@@ -9,6 +9,7 @@ import traceback
 import numpy as np
 import torch
 
+from ..data import layers as _data_layers  # noqa: F401  (registers Data, MemoryData, CoSData)
 from ..engine import logging as cos_logging
 from ..engine.logging import fmt
 from ..errors import CosError

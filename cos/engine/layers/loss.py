@@ -66,11 +66,18 @@ def _split(shape, axis):
 
 
 def _check_labels(layer, lab, classes, ignore):
-    bad = (lab < 0) | (lab >= classes)
+    """Every label (but ignore_label) in [0, classes). Caffe only asserts this in debug
+    builds; we always check, with one min/max."""
     if ignore is not None:
-        bad &= lab != ignore
-    if bool(bad.any()):
-        layer.fail(f"label {int(lab[bad].reshape(-1)[0])} is out of range for {classes} classes")
+        lab = lab[lab != ignore]
+    if lab.numel() == 0:
+        return
+    low, high = torch.stack(torch.aminmax(lab)).tolist()
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        skip = f", or ignore_label {ignore}" if ignore is not None else ""
+        layer.fail(f"label {bad} is out of range: valid labels are 0..{classes - 1} "
+                   f"for {classes} classes{skip}")
 
 
 def _rows_and_labels(layer, x, labels):
