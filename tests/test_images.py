@@ -30,10 +30,13 @@ def image(h, w, c):
     return RNG.integers(0, 256, size=(h, w, c), dtype=np.uint8)
 
 
-def test_top_shapes_follow_crop_and_first_record():
+def test_top_shapes_are_declared_or_from_the_first_record():
     assert image_top_shapes(memory_layer(3, 8, 9)) == [(3, 8, 9), ()]
-    cropped = memory_layer(3, 8, 9, "transform_param { crop_size: 5 }")
+    # MemoryData declares its output blob, i.e. the size after the crop
+    cropped = memory_layer(3, 5, 5, "transform_param { crop_size: 5 }")
     assert image_top_shapes(cropped) == [(3, 5, 5), ()]
+    assert image_top_shapes(data_layer("transform_param { crop_size: 4 }"),
+                            (1, 6, 7)) == [(1, 4, 4), ()]
     assert image_top_shapes(data_layer(), (1, 6, 7)) == [(1, 6, 7), ()]
     with pytest.raises(DataError, match="layer 'd'.*image size unknown"):
         image_top_shapes(data_layer())
@@ -85,9 +88,9 @@ def test_header_mismatch_is_skipped_with_a_warning(caplog):
 def test_size_mismatch_error_names_sample_layer_and_resize():
     conv = ImageConverter(memory_layer(1, 8, 8), TEST)
     with pytest.raises(DataError,
-                       match=r"image s3 is 1x4x4 but layer 'mem' expects 1x8x8.*-resize"):
+                       match=r"image s3 is 1x4x4 .*but layer 'mem' expects 1x8x8.*-resize"):
         conv(("s3", "0", 1, 4, 4, False, bytes(16)))
-    with pytest.raises(DataError, match=r"image s4 is 3x8x8 .* expects 1x8x8"):
+    with pytest.raises(DataError, match=r"image s4 has 3 channel\(s\) .* expects 1"):
         conv(("s4", "0", 3, 8, 8, False, bytes(192)))
     with pytest.raises(DataError, match="image s5: 10 bytes"):
         conv(("s5", "0", 1, 4, 4, False, bytes(10)))
@@ -149,6 +152,16 @@ def test_data_layer_honours_force_gray_and_accepts_any_size():
     assert out.shape == (1, 5, 7)
     _, (out, _) = ImageConverter(data_layer(), TEST)(("f", "0", 0, 0, 0, True, png))
     assert out.shape == (3, 5, 7)
+
+
+def test_images_larger_than_the_declared_size_are_cropped_to_it():
+    pixels = image(8, 8, 3)
+    conv = ImageConverter(memory_layer(3, 6, 6, "transform_param { crop_size: 6 }"), TEST)
+    _, (out, _) = conv(("big", "1", 3, 8, 8, False, pixels.tobytes()))
+    np.testing.assert_array_equal(out, pixels.transpose(2, 0, 1)[:, 1:7, 1:7])
+    uncropped = ImageConverter(memory_layer(3, 6, 6), TEST)
+    with pytest.raises(DataError, match="image big is 3x8x8 .*expects 3x6x6.*-resize"):
+        uncropped(("big", "1", 3, 8, 8, False, pixels.tobytes()))
 
 
 def test_transformer_errors_name_the_sample():

@@ -27,11 +27,16 @@ def declared_dims(layer):
 
 
 def image_top_shapes(layer, image_shape=None):
-    """Per-sample top shapes after the transform: [(C, H', W'), ()]; crop_size replaces H and W.
+    """Per-sample top shapes after the transform: [(C, H', W'), ()].
 
-    `image_shape` (C, H, W) fills what the layer does not declare (a Data layer's first record).
+    MemoryData declares the blob it outputs, i.e. the size after the host's transform (a
+    reference net declares 227x227 with crop_size 227 for 256x256 images). A Data layer
+    declares nothing: `image_shape` (C, H, W) of its first record, with crop_size applied.
     """
-    dims = list(declared_dims(layer))
+    declared = declared_dims(layer)
+    if all(declared):
+        return [tuple(declared), ()]
+    dims = list(declared)
     if image_shape is not None:
         dims = [d or int(s) for d, s in zip(dims, image_shape)]
     channels, height, width = dims
@@ -91,11 +96,12 @@ class ImageConverter:
         image = self.image(sample)
         if image is None:
             return None
-        self.check_size(sid, image)
+        self.check_channels(sid, image)
         try:
             out = self.transformer.transform(image, layout="hwc")
         except DataError as err:
             raise DataError(f"image {sid}: {err}") from None
+        self.check_size(sid, image, out)
         return sid, [out, label]
 
     def label(self, sid, text):
@@ -143,17 +149,23 @@ class ImageConverter:
             log.warning("%s", err)
             return None
 
-    def check_size(self, sid, image):
-        """Without -resize the image must have the layer's declared size (when declared)."""
-        height, width, channels = image.shape
+    def check_channels(self, sid, image):
+        channels = image.shape[2]
+        if self.channels and channels != self.channels:
+            raise DataError(f"image {sid} has {channels} channel(s) but layer '{self.name}' "
+                            f"expects {self.channels} (memory_data_param channels)")
+
+    def check_size(self, sid, image, out):
+        """The transformed image must have the layer's declared size (when declared)."""
+        channels, height, width = out.shape
         want = (self.channels or channels, self.height or height, self.width or width)
         if (channels, height, width) == want:
             return
-        hint = " (use -resize to resize images to the layer's size)" \
-            if (height, width) != want[1:] else ""
-        raise DataError(f"image {sid} is {channels}x{height}x{width} but layer '{self.name}' "
-                        f"expects {want[0]}x{want[1]}x{want[2]} (memory_data_param channels x "
-                        f"height x width){hint}")
+        before = "x".join(str(d) for d in (image.shape[2], *image.shape[:2]))
+        raise DataError(f"image {sid} is {before} ({channels}x{height}x{width} after the "
+                        f"transform) but layer '{self.name}' expects "
+                        f"{want[0]}x{want[1]}x{want[2]} (memory_data_param channels x height x "
+                        "width); use -resize, or crop_size, to make them agree")
 
 
 def _wrap_raw(sid, data, channels, height, width):

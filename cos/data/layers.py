@@ -79,7 +79,8 @@ class _FedLayer(Layer):
 
 @register("MemoryData")
 class MemoryData(_FedLayer):
-    """Tops (batch, C, H', W') and (batch,) from memory_data_param (H', W' = crop_size if set).
+    """Tops (batch, C, H, W) and (batch,) from memory_data_param (the size after the host's
+    transform, as in the original, which strips transform_param from MemoryData layers).
 
     Data comes from `set_feed` (the Spark jobs) or pycaffe's `set_input_arrays`, whose arrays
     are used as given (Caffe does not transform them) and walked in order, wrapping around.
