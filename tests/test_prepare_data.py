@@ -1,4 +1,5 @@
-"""Tests for scripts/prepare_mnist.py: real LMDBs, mean file and parquet written and rerun safely."""
+"""Tests for scripts/prepare_mnist.py: real LMDBs, mean file, parquet, SequenceFiles and PNG
+files written, read back through their sources, and rerun safely."""
 
 import importlib.util
 from pathlib import Path
@@ -61,6 +62,56 @@ def test_dataframe_schema_and_rows_match_lmdb(prepared):
     first = caffe_pb2.Datum.FromString(read_lmdb(prepared / "mnist_test_lmdb")[0][1])
     row = table.slice(0, 1).to_pylist()[0]
     assert row["label"] == str(first.label) and row["data"] == first.data
+
+
+def sequence_samples(path):
+    from cos.data.sources.seq_source import SeqImageDataSource
+    layer = caffe_pb2.LayerParameter(name="data", type="MemoryData",
+                                     source_class="com.yahoo.ml.caffe.SeqImageDataSource")
+    layer.memory_data_param.source = f"file:{path}"
+    layer.memory_data_param.batch_size = 10
+    return list(SeqImageDataSource(layer, True).iter_local())
+
+
+def test_sequence_files_hold_the_lmdb_records(prepared):
+    for split, count in (("train", 4000), ("test", 1000)):
+        samples = sequence_samples(prepared / f"mnist_{split}_seq")
+        records = read_lmdb(prepared / f"mnist_{split}_lmdb")
+        assert len(samples) == len(records) == count
+        for sample, (key, value) in zip(samples[::97], records[::97]):
+            d = caffe_pb2.Datum.FromString(value)
+            assert sample == (key.decode(), str(d.label), 1, 28, 28, False, d.data)
+
+
+def test_png_digits_and_label_files_match_the_test_lmdb(prepared):
+    from PIL import Image
+    folder = prepared / "mnist_images"
+    lines = (folder / "labels.txt").read_text().splitlines()
+    with_ids = (folder / "labels_with_ids.txt").read_text().splitlines()
+    assert len(lines) == len(with_ids) == 200
+    records = read_lmdb(prepared / "mnist_test_lmdb")[:200]
+    for line, id_line, (key, value) in zip(lines, with_ids, records):
+        d = caffe_pb2.Datum.FromString(value)
+        name, label = line.split()
+        assert (name, int(label)) == (f"{key.decode()}.png", d.label)
+        assert id_line == f"{line} {key.decode()}"
+    for name, (_, value) in zip([l.split()[0] for l in lines[:20]], records):
+        pixels = np.asarray(Image.open(folder / name))
+        assert pixels.tobytes() == caffe_pb2.Datum.FromString(value).data
+
+
+def test_rerun_rebuilds_a_half_written_sequence_file(prepared):
+    import shutil
+    script = load_script()
+    seq = prepared / "mnist_test_seq"
+    shutil.rmtree(seq)
+    seq.mkdir()
+    (seq / "part-00000").write_bytes(b"SEQ")  # a run that died: no _SUCCESS
+    assert not script.all_present(prepared)
+    assert script.write_sequence(seq, prepared / "mnist_test_lmdb") is True
+    assert len(sequence_samples(seq)) == 1000
+    assert script.write_sequence(seq, prepared / "mnist_test_lmdb") is False
+    assert script.all_present(prepared)
 
 
 def test_rerun_skips_complete_outputs(prepared, capsys):
