@@ -138,10 +138,14 @@ def test_cos_data_shapes_transpose_and_sample_axes():
     assert shapes == [(4, 3, 5, 6), (7, 4), (4, 2, 3), (4, 1)]
     layer = net.layer_dict["data"]
     assert layer.is_data and not layer.has_backward
-    arrays = [np.ones(s, np.float32) * k for k, s in enumerate(shapes)]
+    # fed batch-major, as the Batcher stacks samples; the transposed top becomes (C, batch)
+    seq = np.arange(28, dtype=np.float32).reshape(4, 7)
+    arrays = [np.ones(shapes[0], np.float32) * 0, seq, np.ones(shapes[2], np.float32) * 2,
+              np.ones(shapes[3], np.float32) * 3]
     layer.set_feed([arrays])
     out = net.forward()
-    for k, name in enumerate(("img", "seq", "vec", "label")):
+    np.testing.assert_array_equal(out["seq"], seq.T)
+    for k, name in ((0, "img"), (2, "vec"), (3, "label")):
         assert out[name].dtype == np.float64 and (out[name] == k).all()
 
 

@@ -153,7 +153,8 @@ def cos_top_shape(top, batch):
 
 @register("CoSData")
 class CoSData(_FedLayer):
-    """One top per cos_data_param.top entry, fed by the host (DataFrameSource)."""
+    """One top per cos_data_param.top entry, fed by the host (DataFrameSource) with
+    batch-major arrays, one per top."""
 
     def setup(self, bottom_shapes):
         p = self.param.cos_data_param
@@ -174,7 +175,16 @@ class CoSData(_FedLayer):
                           "and width, or the out_* sizes)")
             shapes.append(shape)
         self.top_shapes = shapes
+        self.transposed = {name for name, top in zip(self.param.top, p.top) if top.transpose}
         self._feed = None
+
+    def _tensor(self, array, shape, top):
+        """Fed arrays are batch-major (the Batcher's stack); a `transpose` top turns its
+        (batch, C) array into the time-major (C, batch) blob."""
+        array = np.asarray(array)
+        if top in self.transposed and array.ndim == 2:
+            array = array.T
+        return super()._tensor(array, shape, top)
 
     def forward(self, bottoms):
         return self._fed()
