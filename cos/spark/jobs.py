@@ -57,8 +57,7 @@ def train_rank(rank, size, all_gather, records, payload, timeout):
     try:
         sync.broadcast_params()  # identical start even without random_seed
         solver.gradient_hook = sync
-        feed(solver.net, payload.train_source, cycle_batches(records, payload.train_source),
-             caffe_pb2.TRAIN, rank)
+        feed(solver.net, payload.train_source, records, caffe_pb2.TRAIN, rank)
         val = _validation(solver, payload, rank)
         rows = run_iterations(solver, val, rank)
         if rank == 0:
@@ -85,7 +84,7 @@ def build_solver(payload, rank):
     """The engine's solver for this rank: seed offset by rank, snapshots into the directory
     of -model on rank 0 only, resumed or fine-tuned as asked."""
     from ..engine.solvers import get_solver
-    ensure_feed_layers()
+    import cos.data.layers  # noqa: F401  (registers Data, MemoryData, CoSData)
     solver_param = caffe_pb2.SolverParameter()
     solver_param.ParseFromString(payload.solver)
     solver_param.snapshot_prefix = snapshot_prefix(solver_param, payload.model_path)
@@ -165,8 +164,7 @@ def _validation(solver, payload, rank):
     param = caffe_pb2.SolverParameter()
     param.ParseFromString(payload.solver)
     test_net = solver.test_nets[0]
-    feed(test_net, payload.val_source, cycle_batches(payload.val_records, payload.val_source),
-         caffe_pb2.TEST, rank)
+    feed(test_net, payload.val_source, payload.val_records, caffe_pb2.TEST, rank)
     return {"net": test_net, "interval": param.test_interval, "iters": param.test_iter[0],
             "names": list(test_net.outputs)}
 
@@ -202,21 +200,16 @@ def save_model(solver, model_path):
 
 # ---- feeding data layers ------------------------------------------------------
 
-def cycle_batches(records, source):
-    """Endless batches over `records` in order, wrapping around (training)."""
-    batch = source.batch_size
-    stream = itertools.cycle(records)
-    while True:
-        yield [next(stream) for _ in range(batch)]
-
-
-def feed(net, source, batches, phase, rank):
-    """Hand a data layer an iterator of array batches built from record batches."""
+def feed(net, source, records, phase, rank, train=True):
+    """Give the net's data layer batches converted from `records` on a prefetch thread;
+    training wraps around the records like Caffe's data layer. Returns the Batcher."""
+    from ..data.feeder import Batcher
     layer = data_layer_of(net, source.layer.name)
     seed = rank if phase == caffe_pb2.TRAIN else 0
-    arrays = (source.to_arrays(batch, phase, seed) for batch in batches)
-    layer.set_feed(arrays)
-    return layer
+    batcher = Batcher(lambda: iter(records), source.converter(phase, seed),
+                      source.batch_size, train=train)
+    layer.set_feed(batcher)
+    return batcher
 
 
 def data_layer_of(net, name):
@@ -248,7 +241,7 @@ class InferPayload:
 def test_net(payload):
     """The solver's TEST net 0 with the model's weights loaded."""
     from ..engine.net import Net
-    ensure_feed_layers()
+    import cos.data.layers  # noqa: F401  (registers Data, MemoryData, CoSData)
     solver_param = caffe_pb2.SolverParameter()
     solver_param.ParseFromString(payload.solver)
     net_param = solver_param.net_param
@@ -259,22 +252,27 @@ def test_net(payload):
 
 def infer_partition(records, payload):
     """Rows (SampleID, [values per blob]) for every record once: the last partial batch is
-    padded by repeating its last record and only real rows are emitted."""
-    records = list(records)
-    if not records:
+    padded by repeating its last sample and only real rows are emitted."""
+    from ..data.feeder import Batcher
+    records = iter(records)
+    first = next(records, None)
+    if first is None:
         return
     net = test_net(payload)
     names = payload.blobs or list(net.outputs)
     batch = payload.source.batch_size
-    chunks = [records[i:i + batch] for i in range(0, len(records), batch)]
     layer = data_layer_of(net, payload.source.layer.name)
-    padded = (chunk + [chunk[-1]] * (batch - len(chunk)) for chunk in chunks)
-    layer.set_feed(payload.source.to_arrays(c, caffe_pb2.TEST, 0) for c in padded)
-    for chunk in chunks:
-        net.forward()
-        values = [_per_sample(net, name, batch) for name in names]
-        for i, record in enumerate(chunk):
-            yield (str(record[0]), [v[i] for v in values])
+    stream = itertools.chain([first], records)
+    batcher = Batcher(lambda: stream, payload.source.converter(caffe_pb2.TEST, 0), batch)
+    try:
+        for chunk in batcher:
+            layer.set_feed([chunk])
+            net.forward()
+            values = [_per_sample(net, name, batch) for name in names]
+            for i, sid in enumerate(chunk.ids):
+                yield (str(sid), [v[i] for v in values])
+    finally:
+        batcher.close()
 
 
 def _per_sample(net, name, batch):
@@ -303,37 +301,3 @@ def sum_partition(records, payload):
 def output_names(payload):
     """The TEST net's output blobs, in the net's order."""
     return list(test_net(payload).outputs)
-
-
-# ---- stand-in for the data team's feed layer ------------------------------------
-
-def ensure_feed_layers():
-    """Use cos.data's MemoryData/CoSData layers; until they exist, register a minimal
-    MemoryData that takes batches from `set_feed` (tops shaped by memory_data_param)."""
-    try:
-        import cos.data.layers  # noqa: F401  (registers the real ones)
-        return
-    except ImportError:
-        pass
-    import torch
-    from ..engine import layer as registry
-    if "MemoryData" in registry.layer_type_list():
-        return
-
-    @registry.register("MemoryData")
-    class _FeedMemoryData(registry.Layer):
-        is_data = True
-        has_backward = False
-
-        def reshape(self, bottom_shapes):
-            p = self.param.memory_data_param
-            return [(p.batch_size, p.channels, p.height, p.width), (p.batch_size,)]
-
-        def set_feed(self, batches):
-            self._feed = iter(batches)
-
-        def forward(self, bottoms):
-            arrays = next(self._feed)
-            shapes = self.reshape([])
-            return [torch.as_tensor(np.asarray(a).reshape(s), dtype=self.dtype)
-                    for a, s in zip(arrays, shapes)]
