@@ -145,12 +145,22 @@ class CaffeOnSpark:
 
 
 def ranked_records(rdd, size, persistent=False):
-    """Exactly `size` partitions; rank r gets source partitions r, r+size, ... in order."""
+    """Exactly `size` partitions; rank r gets source partitions r, r+size, ... in order, or,
+    when the source has fewer partitions than ranks (a small SequenceFile is one split),
+    the r-th contiguous block of the records."""
     if persistent:
         from pyspark import StorageLevel
         rdd = rdd.persist(StorageLevel.DISK_ONLY)
-    if rdd.getNumPartitions() == size:
+    parts = rdd.getNumPartitions()
+    if parts == size:
         return rdd
+    if parts < size:
+        total = max(rdd.count(), 1)
+
+        def block(pair):
+            record, index = pair
+            return (min(index * size // total, size - 1), ((0, index), record))
+        return rdd.zipWithIndex().map(block).partitionBy(size, lambda rank: rank).values()
 
     def tag(part, it):
         return ((part % size, ((part, i), record)) for i, record in enumerate(it))
