@@ -37,6 +37,16 @@ def _rank_main(rank, size, inbox, outbox, results, scenario):
     sync = GradientSync(comm, params, timeout=3)
     if scenario == "stuck" and rank == 1:
         os._exit(3)  # never joins the allreduce
+    if scenario == "replaced":  # something rebinds a diff: the sync copies instead
+        params[1].diff_tensor = params[1].diff_tensor.clone()
+        params[1].tensor.grad = params[1].diff_tensor
+    if scenario == "autograd":  # backward accumulates into the bucket in place
+        for p in params:
+            p.diff_tensor.zero_()
+        sum(((p.tensor * (rank + 1)).sum() for p in params)).backward()
+        bucket = sync._buckets[0]
+        assert all(p.tensor.grad is p.diff_tensor for p in params)
+        assert bucket.diffs_bound()
     sync()
     sync.broadcast_params()
     results.put((rank, [p.diff.copy() for p in params], [p.data.copy() for p in params]))
@@ -59,7 +69,18 @@ def run_ranks(size, scenario):
     return procs, results
 
 
-@pytest.mark.parametrize("scenario", ["float32", "float64"])
+def test_backward_accumulates_straight_into_the_allreduce_buffer():
+    procs, results = run_ranks(3, "autograd")
+    for _ in range(3):
+        _, diffs, _ = results.get(timeout=60)
+        for diff in diffs:
+            np.testing.assert_allclose(diff, np.full(diff.shape, 2.0))  # mean of 1, 2, 3
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+
+
+@pytest.mark.parametrize("scenario", ["float32", "float64", "replaced"])
 def test_diffs_are_averaged_and_weights_come_from_rank0(scenario):
     procs, results = run_ranks(3, scenario)
     got = {}

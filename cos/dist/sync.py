@@ -38,10 +38,14 @@ class GradientSync:
         import time
         start = time.perf_counter()
         for bucket in self._buckets:
-            bucket.pack(lambda blob: blob.diff_tensor)
+            bound = bucket.diffs_bound()
+            if not bound:  # something replaced a diff tensor: copy in, and re-bind after
+                bucket.pack(lambda blob: blob.diff_tensor)
             self._allreduce(bucket.buffer)
-            bucket.buffer *= bucket.buffer.dtype.type(1.0 / self.size)
-            bucket.unpack(lambda blob: blob.diff_tensor)
+            with torch.no_grad():
+                bucket.flat.mul_(1.0 / self.size)
+            if not bound:
+                bucket.bind_diffs()
         self.seconds += time.perf_counter() - start
         self.calls += 1
 
@@ -50,9 +54,15 @@ class GradientSync:
         if self.size == 1:
             return
         for bucket in self._buckets:
-            bucket.pack(lambda blob: blob.tensor)
-            self._guarded(lambda: self.comm.Bcast(bucket.buffer, root=root), "weight broadcast")
-            bucket.unpack(lambda blob: blob.tensor)
+            weights = np.empty_like(bucket.buffer)  # the bucket's buffer holds the diffs
+            flat = torch.from_numpy(weights)
+            with torch.no_grad():
+                for blob, (start, n) in zip(bucket.blobs, bucket.offsets):
+                    flat[start:start + n].copy_(blob.tensor.detach().reshape(-1))
+            self._guarded(lambda: self.comm.Bcast(weights, root=root), "weight broadcast")
+            with torch.no_grad():
+                for blob, (start, n) in zip(bucket.blobs, bucket.offsets):
+                    blob.tensor.detach().copy_(flat[start:start + n].view(blob.tensor.shape))
 
     def _allreduce(self, buffer):
         from mpi4py import MPI
@@ -72,7 +82,12 @@ class GradientSync:
 
 
 class _Bucket:
-    """One preallocated contiguous host buffer holding several params' tensors end to end."""
+    """One preallocated contiguous host buffer holding several params' tensors end to end.
+
+    The params' diffs are bound to views of the buffer (autograd accumulates into them in
+    place), so the allreduce needs no copies; `diffs_bound` notices when a diff tensor was
+    replaced and the caller falls back to copying.
+    """
 
     def __init__(self, blobs, dtype):
         self.blobs = blobs
@@ -82,19 +97,33 @@ class _Bucket:
             n = blob.tensor.numel()
             self.offsets.append((total, n))
             total += n
-        self.buffer = np.empty(total, dtype=dtype)
-        self._flat = torch.from_numpy(self.buffer)  # shares memory with buffer
+        self.buffer = np.zeros(total, dtype=dtype)
+        self.flat = torch.from_numpy(self.buffer)  # shares memory with buffer
+        self._views = []
+        if all(blob.tensor.device.type == "cpu" for blob in blobs):
+            self.pack(lambda blob: blob.diff_tensor)
+            self.bind_diffs()
+
+    def bind_diffs(self):
+        """Make every param's diff (and .grad) a view of the buffer."""
+        self._views = []
+        for blob, (start, n) in zip(self.blobs, self.offsets):
+            view = self.flat[start:start + n].view(blob.tensor.shape)
+            blob.diff_tensor = view
+            if blob.tensor.requires_grad:
+                blob.tensor.grad = view
+            self._views.append(view)
+
+    def diffs_bound(self):
+        return bool(self._views) and all(
+            blob.diff_tensor is view and (not blob.tensor.requires_grad
+                                          or blob.tensor.grad is view)
+            for blob, view in zip(self.blobs, self._views))
 
     def pack(self, get):
         with torch.no_grad():
             for blob, (start, n) in zip(self.blobs, self.offsets):
-                self._flat[start:start + n].copy_(get(blob).detach().reshape(-1))
-
-    def unpack(self, get):
-        with torch.no_grad():
-            for blob, (start, n) in zip(self.blobs, self.offsets):
-                target = get(blob)
-                target.detach().copy_(self._flat[start:start + n].view(target.shape))
+                self.flat[start:start + n].copy_(get(blob).detach().reshape(-1))
 
 
 def _make_buckets(params):
