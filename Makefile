@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-quick demo bench proto clean
+.PHONY: install test test-quick demo bench proto clean hdfs-deps
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ test: install
 
 test-quick: install
 	$(PY) -m pytest -q -ra -m "not slow and not hdfs and not spark and not mpi"
+
+# optional: the HDFS tests fetch these jars (~220 MB, cached) on first use anyway
+hdfs-deps: install
+	bash scripts/hdfs.sh fetch
 
 demo: install
 	bash scripts/demo.sh

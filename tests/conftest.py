@@ -22,3 +22,6 @@ def caffe_fixtures():
 def cuda_available():
     import torch
     return torch.cuda.is_available()
+
+
+from hdfs_fixture import hdfs_server, hdfs_uri  # noqa: E402,F401  (fixtures for HDFS tests)
