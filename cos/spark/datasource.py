@@ -80,8 +80,8 @@ class Source:
 
 
 def _with_resolved_source(layer, solver_dir):
-    """A copy of `layer` whose relative local `source` is made absolute: next to the solver
-    file when it exists there, else relative to the CWD (like the original)."""
+    """A copy of `layer` whose relative `source` is made absolute when it exists next to the
+    solver file or in the CWD (a relative `file:` path always is)."""
     from ..data.sources.base import layer_param
     from ..proto import paths
     copy = caffe_pb2.LayerParameter()
@@ -90,7 +90,12 @@ def _with_resolved_source(layer, solver_dir):
     source = param.source
     if source and paths.is_local(source) and not os.path.isabs(paths.local_path(source)):
         near = os.path.join(solver_dir, paths.local_path(source))
-        param.source = near if os.path.exists(near) else os.path.abspath(paths.local_path(source))
+        here = os.path.abspath(paths.local_path(source))
+        if os.path.exists(near):
+            param.source = near
+        elif os.path.exists(here) or source.startswith("file:"):
+            param.source = here
+        # else: a scheme-less path left for Hadoop's default file system (section 8.4)
     return copy
 
 
