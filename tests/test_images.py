@@ -168,3 +168,43 @@ def test_transformer_errors_name_the_sample():
     conv = ImageConverter(memory_layer(1, 2, 2, "transform_param { crop_size: 3 }"), TRAIN)
     with pytest.raises(DataError, match="image c1: .*crop_size 3"):
         conv(("c1", "0", 1, 2, 2, False, bytes(4)))
+
+
+@pytest.mark.parametrize("phase", [TRAIN, TEST])
+@pytest.mark.parametrize("extra", ["transform_param { scale: 0.5 mean_value: 3 }",
+                                   "transform_param { crop_size: 4 mirror: true "
+                                   "mean_value: 1 mean_value: 2 mean_value: 3 }",
+                                   "transform_param { crop_size: 5 mean_file: 'm' scale: 2 }"])
+def test_batch_path_equals_the_per_sample_path(phase, extra):
+    """Whole raw batches are converted at once; the result must not depend on that."""
+    from cos.data.feeder import Batcher
+    height = 6 if "crop_size" in extra else 4
+    declared = 4 if "crop_size: 4" in extra else (5 if "crop_size: 5" in extra else height)
+    layer = memory_layer(3, declared, declared, extra)
+    mean = RNG.random((3, height, height)).astype(np.float32) * 50
+    samples = [(f"s{i}", str(i % 10), 3, height, height, False,
+                image(height, height, 3).tobytes()) for i in range(23)]
+
+    used = []
+
+    def batches(fast):
+        conv = ImageConverter(layer, phase, seed=5, mean=mean)
+        if not fast:
+            conv.convert_batch = None
+        else:
+            whole = conv.convert_batch
+            conv.convert_batch = lambda chunk: used.append(whole(chunk)) or used[-1]
+        batcher = Batcher(lambda: iter(samples), conv, 5, train=phase == TRAIN)
+        # TRAIN wraps around (7 batches of 5 from 23 samples); TEST ends with a padded 5th
+        out = [next(batcher) for _ in range(7)] if phase == TRAIN else list(batcher)
+        batcher.close()
+        return out
+
+    fast_batches, slow_batches = batches(True), batches(False)
+    assert used and all(result is not None for result in used)
+    assert len(fast_batches) == len(slow_batches) == (7 if phase == TRAIN else 5)
+    for fast, slow in zip(fast_batches, slow_batches):
+        assert fast.ids == slow.ids and fast.count == slow.count
+        for a, b in zip(fast.arrays, slow.arrays):
+            assert a.dtype == b.dtype == np.float32
+            np.testing.assert_array_equal(a, b)

@@ -56,32 +56,64 @@ class Batcher:
 
     def _produce(self):
         try:
-            rows = []
-            while not self.stopped.is_set():
-                seen = kept = 0
-                for sample in self.samples():
-                    seen += 1
-                    row = self.convert(sample)
-                    if row is None:
-                        continue
-                    kept += 1
-                    rows.append(row)
-                    if len(rows) == self.batch_size:
-                        if not self._put(self._assemble(rows)):
-                            return
-                        rows = []
-                if not self.train:
-                    break
-                if seen == 0:
-                    raise DataError("data source yielded no samples")
-                if kept == 0:  # wrapping around would spin forever
-                    raise DataError(f"all {seen} samples of the data source were dropped "
-                                    "(see the 'Skip image' warnings)")
-            if rows:
-                self._put(self._assemble(rows))
+            self._fill()
             self._put(_DONE)
         except BaseException as err:  # re-raised in the consumer
             self._put(_Failure(err))
+
+    def _fill(self):
+        """Convert passes over the samples into batches; whole batches go through
+        `convert.convert_batch` when the converter has it and it accepts them."""
+        fast = getattr(self.convert, "convert_batch", None)
+        rows, pending = [], []
+        while not self.stopped.is_set():
+            seen = kept = 0
+            for sample in self.samples():
+                seen += 1
+                if fast is None or rows:
+                    kept += self._add(rows, [sample])
+                    continue
+                pending.append(sample)
+                if len(pending) < self.batch_size:
+                    continue
+                chunk, pending = pending, []
+                done = fast(chunk)
+                if done is None:
+                    kept += self._add(rows, chunk)
+                    continue
+                kept += len(chunk)
+                ids, arrays = done
+                if not self._put(Batch(list(arrays), list(ids), len(chunk))):
+                    return
+            if self.stopped.is_set():
+                return
+            if not self.train:
+                break
+            if seen == 0:
+                raise DataError("data source yielded no samples")
+            if kept == 0 and not pending:  # wrapping around would spin forever
+                raise DataError(f"all {seen} samples of the data source were dropped "
+                                "(see the 'Skip image' warnings)")
+        self._add(rows, pending)
+        if rows:
+            self._put(self._assemble(rows))
+
+    def _add(self, rows, samples):
+        """Convert `samples` one by one into `rows`, emitting full batches; returns how
+        many were kept."""
+        kept = 0
+        for sample in samples:
+            if self.stopped.is_set():
+                break
+            row = self.convert(sample)
+            if row is None:
+                continue
+            kept += 1
+            rows.append(row)
+            if len(rows) == self.batch_size:
+                self._put(self._assemble(rows))
+                rows.clear()
+        return kept
 
     def _assemble(self, rows):
         count = len(rows)

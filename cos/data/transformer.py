@@ -58,6 +58,62 @@ class DataTransformer:
             arr = arr.transpose(2, 0, 1)
         return self._transform_chw(arr.astype(np.float32, copy=False))
 
+    def transform_hwc_batch(self, batch):
+        """B x H x W x C uint8 -> B x C x H' x W' float32, equal to calling `transform` on each
+        image in order (the same random draws in the same order), without per-image Python
+        work beyond the draws."""
+        arr = np.asarray(batch)
+        count, height, width, channels = arr.shape
+        crop = int(self.param.crop_size)
+        if crop and (crop > height or crop > width):
+            raise DataError(f"transform_param: crop_size {crop} larger than image "
+                            f"{height}x{width}")
+        out_h, out_w = (crop, crop) if crop else (height, width)
+        mirror, h_off, w_off = self._draws(count, height, width, crop)
+        chw = arr.transpose(0, 3, 1, 2)
+        if not crop or (not self.train):
+            top, left = h_off[0], w_off[0]
+            out = chw[:, :, top:top + out_h, left:left + out_w].astype(np.float32)
+        else:
+            out = np.empty((count, channels, out_h, out_w), dtype=np.float32)
+            for i in range(count):
+                out[i] = chw[i, :, h_off[i]:h_off[i] + out_h, w_off[i]:w_off[i] + out_w]
+        if self.mean is not None:
+            if self.mean.shape != (channels, height, width):
+                raise DataError(f"transform_param: mean_file {self.param.mean_file} has shape "
+                                f"{tuple(self.mean.shape)}, images are "
+                                f"{(channels, height, width)}")
+            if crop and self.train:
+                for i in range(count):
+                    out[i] -= self.mean[:, h_off[i]:h_off[i] + out_h, w_off[i]:w_off[i] + out_w]
+            else:
+                out -= self.mean[:, h_off[0]:h_off[0] + out_h, w_off[0]:w_off[0] + out_w]
+        else:
+            values = self._mean_for(channels)
+            if values is not None:
+                out -= values
+        out *= np.float32(self.scale)
+        if mirror.any():
+            out[mirror] = out[mirror][:, :, :, ::-1]
+        return out
+
+    def _draws(self, count, height, width, crop):
+        """Per image, in `transform`'s order: the mirror coin, then the crop offsets."""
+        mirror = np.zeros(count, dtype=bool)
+        h_off = np.full(count, (height - crop) // 2 if crop else 0)
+        w_off = np.full(count, (width - crop) // 2 if crop else 0)
+        use_mirror = bool(self.param.mirror)
+        random_crop = bool(crop) and self.train
+        if not (use_mirror or random_crop):
+            return mirror, h_off, w_off
+        for i in range(count):
+            if use_mirror:
+                mirror[i] = bool(self.rng.integers(2))
+            if random_crop:
+                h_off[i] = int(self.rng.integers(height - crop + 1))
+                w_off[i] = int(self.rng.integers(width - crop + 1))
+        return mirror, h_off, w_off
+
     def transform_batch(self, images, layout="chw"):
         """A list (or N-d array) of same-sized images -> N x C x H' x W' float32."""
         return np.stack([self.transform(img, layout) for img in images])

@@ -32,32 +32,34 @@ _DRIVER_COPIES = {}
 _SHIPPED = {}
 
 
-def datum_sample(key, value, where):
-    """One LMDB (key, value) -> the sample tuple; a value that is not a Datum -> DataError."""
-    datum = caffe_pb2.Datum()
+def datum_sample(key, value, where, datum=None):
+    """One LMDB (key, value) -> the sample tuple; a value that is not a Datum -> DataError.
+    `datum`: a Datum message to parse into (reused across records by the readers)."""
+    datum = caffe_pb2.Datum() if datum is None else datum
     try:
         datum.ParseFromString(value)
     except Exception:
         raise DataError(f"{where}: key {key.decode(errors='replace')!r}: "
                         "value is not a Caffe Datum") from None
-    data = datum.data
-    if not datum.encoded:
-        size = datum.channels * datum.height * datum.width
+    channels, height, width = datum.channels, datum.height, datum.width
+    encoded, data = datum.encoded, datum.data
+    if not encoded:
+        size = channels * height * width
         if len(data) != size or size == 0:
             raise DataError(f"{where}: key {key.decode(errors='replace')!r}: "
-                            f"{len(data)} data bytes for {datum.channels}x{datum.height}x"
-                            f"{datum.width}")
-        if datum.channels > 1:
+                            f"{len(data)} data bytes for {channels}x{height}x{width}")
+        if channels > 1:
             data = np.frombuffer(data, np.uint8).reshape(
-                datum.channels, datum.height, datum.width).transpose(1, 2, 0).tobytes()
-    return (key.decode(errors="replace"), str(datum.label), datum.channels, datum.height,
-            datum.width, bool(datum.encoded), data)
+                channels, height, width).transpose(1, 2, 0).tobytes()
+    return (key.decode(errors="replace"), str(datum.label), channels, height, width,
+            bool(encoded), data)
 
 
 def read_samples(local_dir, start_key, count, where):
     """The samples of one key range of the LMDB at `local_dir`; errors name `where`."""
+    datum = caffe_pb2.Datum()
     for key, value in partition.read_range(local_dir, start_key, count):
-        yield datum_sample(key, value, where)
+        yield datum_sample(key, value, where, datum)
 
 
 def read_shipped(name, size, where, part):
