@@ -44,7 +44,7 @@ class Source:
         self.impl = cls(self.layer, is_training, partitions=partitions or cluster_size,
                         resize=resize, cluster_size=cluster_size, dataframe=dataframe)
         self.batch_size = self.impl.batch_size
-        self.mean = _mean_array(self.layer.transform_param, solver_dir)
+        self.mean = _shipped_mean(self.layer, solver_dir)
         self.cfg = None
 
     @property
@@ -99,16 +99,30 @@ def _with_resolved_source(layer, solver_dir):
     return copy
 
 
-def _mean_array(transform_param, solver_dir):
-    """The layer's mean_file read once on the driver (shipped to tasks in the closure)."""
-    if not transform_param.HasField("mean_file"):
+def _shipped_mean(layer, solver_dir):
+    """The mean_file read once on the driver (shipped to tasks in the closure): the layer's
+    transform_param's, or for CoSData its image tops'. The converter takes one array, so
+    tops naming different files get absolute paths in `layer` and read them in the tasks."""
+    params = [layer.transform_param] + [top.transform_param
+                                        for top in layer.cos_data_param.top]
+    params = [p for p in params if p.HasField("mean_file")]
+    if not params:
+        return None
+    if len({p.mean_file for p in params}) > 1:
+        for p in params:
+            p.mean_file = _mean_path(p.mean_file, solver_dir)
         return None
     from ..data.transformer import load_mean_file
+    return load_mean_file(_mean_path(params[0].mean_file, solver_dir))
+
+
+def _mean_path(name, solver_dir):
+    """A mean file: a relative local path next to the solver file, else in the CWD."""
     from ..proto import paths
-    path = transform_param.mean_file
+    path = name
     if paths.is_local(path) and not os.path.isabs(paths.local_path(path)):
         near = os.path.join(solver_dir, paths.local_path(path))
-        path = near if os.path.exists(near) else paths.local_path(path)
+        path = near if os.path.exists(near) else os.path.abspath(paths.local_path(path))
     if not paths.exists(path):
-        raise DataError(f"transform_param.mean_file {transform_param.mean_file}: file not found")
-    return load_mean_file(path)
+        raise DataError(f"transform_param.mean_file {name}: file not found")
+    return path

@@ -184,11 +184,22 @@ def validate(solver, val, rank):
     row = {name: (sums[name] / val["iters"]).astype(np.float32).tolist()
            for name in val["names"]}
     if rank == 0:
-        log.info("Iteration %d, Testing net (#0)", solver.iter)
-        for i, name in enumerate(val["names"]):
-            log.info("    Test net output #%d: %s = %s", i, name,
-                     " ".join(repr(v) for v in row[name]))
+        log_validation(net, solver.iter, row)
     return row
+
+
+def log_validation(net, iteration, row):
+    """Caffe's test lines (spec 6.8): one per output element, numbered across outputs,
+    with ' (* w = w*v loss)' for outputs that carry a loss weight."""
+    from ..engine.logging import fmt
+    log.info("Iteration %d, Testing net (#0)", iteration)
+    k = 0
+    for name, values in row.items():
+        weight = net.blob_loss_weights.get(name, 0.0)
+        for value in values:
+            extra = f" (* {fmt(weight)} = {fmt(weight * value)} loss)" if weight else ""
+            log.info("    Test net output #%d: %s = %s%s", k, name, fmt(value), extra)
+            k += 1
 
 
 def save_model(solver, model_path):
