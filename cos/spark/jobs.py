@@ -217,10 +217,22 @@ def feed(net, source, records, phase, rank, train=True):
     from ..data.feeder import Batcher
     layer = data_layer_of(net, source.layer.name)
     seed = rank if phase == caffe_pb2.TRAIN else 0
-    batcher = Batcher(lambda: iter(records), source.converter(phase, seed),
-                      source.batch_size, train=train)
+    batcher = Batcher(pass_order(records, source.layer, phase, seed),
+                      source.converter(phase, seed), source.batch_size, train=train)
     layer.set_feed(batcher)
     return batcher
+
+
+def pass_order(records, layer, phase, seed):
+    """A callable giving each pass over `records`: storage order, or a fresh seeded
+    permutation per pass when a TRAIN CoSData layer sets `shuffle` (the original ignored it)."""
+    shuffle = phase == caffe_pb2.TRAIN and layer.HasField("cos_data_param") \
+        and layer.cos_data_param.shuffle
+    if not shuffle:
+        return lambda: iter(records)
+    records = list(records)
+    rng = np.random.default_rng(seed)
+    return lambda: (records[i] for i in rng.permutation(len(records)))
 
 
 def data_layer_of(net, name):
