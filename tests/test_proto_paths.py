@@ -117,3 +117,10 @@ def test_unknown_scheme_error_comes_from_hadoop(spark_context):
     message = str(info.value)
     assert message.startswith("nosuchfs://host/x: ") and "nosuchfs" in message[19:]
     assert "\n" not in message
+
+
+def test_atomic_write_creates_missing_parent_directories(tmp_path):
+    target = tmp_path / "new" / "dir" / "model.caffemodel"
+    paths.write_bytes_atomic(f"file:{target}", b"weights")
+    assert target.read_bytes() == b"weights"
+    assert [p.name for p in target.parent.iterdir()] == ["model.caffemodel"]

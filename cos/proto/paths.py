@@ -113,6 +113,7 @@ def write_bytes_atomic(uri, data):
 
 def _write_local_atomic(path, data):
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
     try:

@@ -89,7 +89,7 @@ def build_solver(payload, rank):
     solver_param.ParseFromString(payload.solver)
     solver_param.snapshot_prefix = snapshot_prefix(solver_param, payload.model_path)
     solver_param.test_interval = 0  # validation is run here, fed from the validation source
-    solver = get_solver(solver_param, rank=rank)  # seeds random_seed + rank
+    solver = get_solver(solver_param, rank=rank, host_tests=True)  # seeds random_seed + rank
     solver.is_root = rank == 0
     if payload.state is not None:
         state_bytes, weights_bytes = payload.state

@@ -40,8 +40,10 @@ class Solver:
     forbids_momentum = False
 
     def __init__(self, param, dtype=torch.float32, device="cpu", rank=0, weights=None,
-                 path=None):
+                 path=None, host_tests=False):
         # path: the solver file a SolverParameter came from (its directory resolves net paths)
+        # host_tests: the host runs the test nets itself (Spark validation), no warning then
+        self.host_tests = host_tests
         self.param, self.path = load_solver_param(param)
         self.path = self.path or path
         self.base_dir = os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
@@ -146,7 +148,7 @@ class Solver:
         if p.test_state and len(p.test_state) != len(sources):
             raise SolverError(f"solver field 'test_state' has {len(p.test_state)} entries for "
                               f"{len(sources)} test nets (need 0 or one per test net)")
-        if sources and p.test_interval <= 0 and p.test_iter:
+        if sources and p.test_interval <= 0 and p.test_iter and not self.host_tests:
             log.warning("test nets defined but test_interval is 0: they never run")
         nets = []
         for k, (net_param, what) in enumerate(sources):
