@@ -61,3 +61,13 @@ def test_registry_names():
         lookup("Bogus", "data")
     with pytest.raises(DataError, match="layer 'data'"):
         lookup("", "data")
+
+
+def test_two_readers_of_one_lmdb_in_one_process(tmp_path):
+    """py-lmdb refuses a second open of the same environment: readers share one."""
+    src = LMDBSource(_layer(_write(tmp_path / "db", 6)), True)
+    first, second = src.iter_local(), src.iter_local()
+    pairs = list(zip(first, second))
+    assert [a[0] for a, _ in pairs] == [b[0] for _, b in pairs] == ["%05d" % i for i in range(6)]
+    again = list(src.iter_local())  # reopened after both were closed
+    assert len(again) == 6

@@ -4,9 +4,16 @@ Unlike the original (which could lose or repeat records at range edges), every k
 exactly one range: ranges are cut from one ordered walk of the keys.
 """
 
+import contextlib
 import os
+import threading
 
 from ..errors import DataError
+
+# py-lmdb refuses to open one environment twice in a process, so readers of the same LMDB
+# (a train and a test layer, two iterators) share one, closed when the last one is done.
+_ENVS = {}
+_ENVS_LOCK = threading.Lock()
 
 
 def plan(entries, batch_size, partitions):
@@ -33,10 +40,28 @@ def _open(path):
         raise DataError(f"{path}: cannot open LMDB ({err})") from None
 
 
+@contextlib.contextmanager
+def _shared(path):
+    """The process's read-only environment for `path`, reference counted."""
+    key = os.path.realpath(path)
+    with _ENVS_LOCK:
+        entry = _ENVS.get(key)
+        if entry is None:
+            entry = _ENVS[key] = [_open(path), 0]
+        entry[1] += 1
+    try:
+        yield entry[0]
+    finally:
+        with _ENVS_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                entry[0].close()
+                del _ENVS[key]
+
+
 def key_ranges(path, batch_size, partitions):
     """[(start_key: bytes, count)] for the LMDB at local `path`; empty LMDB -> DataError."""
-    env = _open(path)
-    try:
+    with _shared(path) as env:
         entries = env.stat()["entries"]
         if entries == 0:
             raise DataError(f"{path}: LMDB is empty")
@@ -48,14 +73,11 @@ def key_ranges(path, batch_size, partitions):
                 if index in starts:
                     keys[index] = bytes(key)
         return [(keys[start], count) for start, count in ranges]
-    finally:
-        env.close()
 
 
 def read_range(path, start_key, count):
     """Yield (key, value) for `count` records from `start_key` on, in key order."""
-    env = _open(path)
-    try:
+    with _shared(path) as env:
         with env.begin() as txn:
             cursor = txn.cursor()
             if not cursor.set_key(start_key):
@@ -64,5 +86,3 @@ def read_range(path, start_key, count):
                 yield bytes(cursor.key()), bytes(cursor.value())
                 if not cursor.next():
                     break
-    finally:
-        env.close()

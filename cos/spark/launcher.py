@@ -22,6 +22,7 @@ SPARK_SETTINGS = {
     "spark.barrier.sync.timeout": "120",
     "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures": "1",
     "spark.scheduler.barrier.maxConcurrentTasksCheck.interval": "1s",
+    "spark.ui.showConsoleProgress": "false",  # progress comes from Caffe's log lines
 }
 
 
