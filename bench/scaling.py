@@ -1,6 +1,7 @@
 """Scaling figures for the MPI data-parallel path, in one run on this machine:
 
-1. allreduce bandwidth of GradientSync (pack, Allreduce, scale, unpack) over a bare mpi4py
+1. allreduce bandwidth of GradientSync (in-place Allreduce of the bucket the diffs live in;
+   the 1/size averaging is folded into backward's seed) over a bare mpi4py
    Allreduce of the same buffer (goal >= 0.9);
 2. per-iteration sync time as a fraction of the step time for LeNet and CIFAR-10 quick;
 3. training throughput (images/s) of 1 rank vs 2 ranks at the same per-rank batch.
@@ -87,7 +88,7 @@ def _bandwidth(comm, floats, reps):
     params = [Blob((n,)).make_param() for n in sizes]
     for p in params:
         p.diff_tensor.normal_()
-    sync = GradientSync(comm, params)
+    sync = GradientSync(comm, params, prescaled=True)  # as attach() makes it in training
     bare = np.random.rand(floats).astype(np.float32)
     timings = {"bare": [], "sync": []}
     for _ in range(reps):
@@ -123,7 +124,7 @@ def _train(comm, name, iters):
     if comm is not None and comm.Get_size() > 1:
         sync = GradientSync(comm, solver.net.learnable_params)
         sync.broadcast_params()
-        solver.gradient_hook = sync
+        sync.attach(solver)
     solver.step(2)  # warm up
     if sync:
         sync.seconds, sync.calls = 0.0, 0

@@ -61,7 +61,7 @@ def _rank_main(rank, inbox, outbox, results):
     solver = make_solver(BATCH, seed=100 + rank)  # different seeds: the broadcast unifies
     sync = GradientSync(comm, solver.net.learnable_params, timeout=60)
     sync.broadcast_params()
-    solver.gradient_hook = sync
+    sync.attach(solver)  # as the Spark jobs do: backward seeded with 1/size
     data, labels = samples()
     # iteration k: rank r takes the r-th half of the single process's batch k
     mine = [(data[(2 * k + rank) * BATCH:(2 * k + rank + 1) * BATCH],

@@ -150,6 +150,7 @@ class Net:
         self.state = state
         self.name = param.name
         self.force_backward = param.force_backward
+        self.grad_scale = 1.0  # seed of the training backward (set by data-parallel sync)
         runtime = insert_splits(filter_net(param, state))
         self._build(runtime)
         if weights:
@@ -567,7 +568,11 @@ class Net:
             return 0.0
         loss = terms[0] if len(terms) == 1 else torch.stack([t.reshape(()) for t in terms]).sum()
         if loss.requires_grad:
-            loss.backward()
+            if self.grad_scale == 1.0:
+                loss.backward()
+            else:  # data parallelism: every rank's diffs come out divided by the rank count
+                loss.backward(torch.tensor(self.grad_scale, dtype=loss.dtype,
+                                           device=loss.device))
         return float(loss.detach())
 
     def forward_loss(self):

@@ -56,7 +56,7 @@ def train_rank(rank, size, all_gather, records, payload, timeout):
     sync = GradientSync(comm, solver.net.learnable_params, timeout=payload.sync_timeout)
     try:
         sync.broadcast_params()  # identical start even without random_seed
-        solver.gradient_hook = sync
+        sync.attach(solver)
         feed(solver.net, payload.train_source, records, caffe_pb2.TRAIN, rank)
         val = _validation(solver, payload, rank)
         rows = run_iterations(solver, val, rank)
