@@ -25,7 +25,7 @@ PLOT="$OUT/training.png"
 # A missing plot should not hide the accuracy; say why instead.
 "$PY" scripts/plot_training.py "$OUT/train.log" "$PLOT" || PLOT="(not drawn, see above)"
 ACCURACY=$(sed -n 's/^accuracy: //p' "$OUT/test_result.txt")
-ACCURACY=$(printf '%.4f' "$ACCURACY")  # the result file keeps full precision
+ACCURACY=$(LC_ALL=C printf '%.4f' "$ACCURACY")  # the result file keeps full precision
 echo
 echo "test accuracy: $ACCURACY"
 echo "model:         $MODEL"
