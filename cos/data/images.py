@@ -120,8 +120,11 @@ class ImageConverter:
                     or len(sample[6]) != size:
                 return None
         ids = [sample[0] for sample in samples]
-        labels = np.asarray([self.label(sid, sample[1]) for sid, sample in zip(ids, samples)],
-                            dtype=np.float32)
+        try:  # one parse for the batch; the per-sample path names a bad label
+            labels = np.array([sample[1] for sample in samples], dtype=np.int64)
+        except (ValueError, TypeError, OverflowError):
+            labels = [self.label(sid, sample[1]) for sid, sample in zip(ids, samples)]
+        labels = np.asarray(labels, dtype=np.float32)
         pixels = np.frombuffer(b"".join(bytes(sample[6]) for sample in samples), np.uint8)
         pixels = pixels.reshape(len(samples), height, width, channels)
         self.check_channels(ids[0], pixels[0])

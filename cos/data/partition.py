@@ -41,7 +41,7 @@ def _open(path):
 
 
 @contextlib.contextmanager
-def _shared(path):
+def shared_env(path):
     """The process's read-only environment for `path`, reference counted."""
     key = os.path.realpath(path)
     with _ENVS_LOCK:
@@ -61,7 +61,7 @@ def _shared(path):
 
 def key_ranges(path, batch_size, partitions):
     """[(start_key: bytes, count)] for the LMDB at local `path`; empty LMDB -> DataError."""
-    with _shared(path) as env:
+    with shared_env(path) as env:
         entries = env.stat()["entries"]
         if entries == 0:
             raise DataError(f"{path}: LMDB is empty")
@@ -77,7 +77,7 @@ def key_ranges(path, batch_size, partitions):
 
 def read_range(path, start_key, count):
     """Yield (key, value) for `count` records from `start_key` on, in key order."""
-    with _shared(path) as env:
+    with shared_env(path) as env:
         with env.begin() as txn:
             cursor = txn.cursor()
             if not cursor.set_key(start_key):
