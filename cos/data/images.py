@@ -108,24 +108,23 @@ class ImageConverter:
         """A whole batch at once when every sample is raw pixels of one size that needs no
         resize (the common LMDB case): (ids, [images, labels]); else None, and the caller
         converts sample by sample. Results equal the per-sample path's exactly."""
-        first = samples[0]
-        _, _, channels, height, width, _, _ = first
+        ids, texts, depths, heights, widths, encoded, datas = zip(*samples)
+        channels, height, width = depths[0], heights[0], widths[0]
         size = channels * height * width
-        if height <= 0 or width <= 0 or channels <= 0:
+        if height <= 0 or width <= 0 or channels <= 0 or any(encoded):
             return None
         if self.resize and (height, width) != (self.height or height, self.width or width):
             return None
-        for sample in samples:
-            if sample[5] or tuple(sample[2:5]) != (channels, height, width) \
-                    or len(sample[6]) != size:
-                return None
-        ids = [sample[0] for sample in samples]
+        if {*heights} != {height} or {*widths} != {width} or {*depths} != {channels} \
+                or {*map(len, datas)} != {size}:
+            return None
+        ids = list(ids)
         try:  # one parse for the batch; the per-sample path names a bad label
-            labels = np.array([sample[1] for sample in samples], dtype=np.int64)
+            labels = np.array(texts, dtype=np.int64)
         except (ValueError, TypeError, OverflowError):
-            labels = [self.label(sid, sample[1]) for sid, sample in zip(ids, samples)]
+            labels = [self.label(sid, text) for sid, text in zip(ids, texts)]
         labels = np.asarray(labels, dtype=np.float32)
-        pixels = np.frombuffer(b"".join(bytes(sample[6]) for sample in samples), np.uint8)
+        pixels = np.frombuffer(b"".join(datas), np.uint8)
         pixels = pixels.reshape(len(samples), height, width, channels)
         self.check_channels(ids[0], pixels[0])
         try:
