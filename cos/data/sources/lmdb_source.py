@@ -42,11 +42,6 @@ def datum_sample(key, value, where, datum=None):
     except Exception:
         raise DataError(f"{where}: key {key.decode(errors='replace')!r}: "
                         "value is not a Caffe Datum") from None
-    return _sample(key, datum, where)
-
-
-def _sample(key, datum, where):
-    """A parsed Datum -> the sample tuple (raw pixels interleaved HWC)."""
     channels, height, width = datum.channels, datum.height, datum.width
     encoded, data = datum.encoded, datum.data
     if not encoded:
@@ -64,10 +59,8 @@ def _sample(key, datum, where):
 def read_samples(local_dir, start_key, count, where):
     """The samples of one key range of the LMDB at `local_dir` (start_key None: from the
     first key; count None: to the end); errors name `where`.
-    (One tight loop over the C cursor: this is the hot path of every LMDB job; a
-    single-channel raw Datum, the common case, is turned into a sample inline.)"""
+    (One tight loop over the C cursor: this is the hot path of every LMDB job.)"""
     datum = caffe_pb2.Datum()
-    parse = datum.ParseFromString
     with partition.shared_env(local_dir) as env, env.begin() as txn:
         cursor = txn.cursor()
         if start_key is None:
@@ -76,18 +69,7 @@ def read_samples(local_dir, start_key, count, where):
         elif not cursor.set_key(start_key):
             raise DataError(f"{where}: key {start_key!r} not found")
         for key, value in itertools.islice(cursor.iternext(), count):
-            try:
-                parse(value)
-            except Exception:
-                datum_sample(key, value, where)  # raises the error naming the key
-            data = datum.data
-            height, width = datum.height, datum.width
-            if datum.channels == 1 and not datum.encoded and len(data) == height * width \
-                    and data:
-                yield (key.decode("utf-8", "replace"), str(datum.label), 1, height, width,
-                       False, data)
-            else:
-                yield _sample(key, datum, where)
+            yield datum_sample(key, value, where, datum)
 
 
 def read_shipped(name, size, where, part):
